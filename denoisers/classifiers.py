@@ -1,0 +1,134 @@
+"""Local classifiers: CIFAR-10 ResNets (He et al. 2016, option-A shortcuts) and torchvision ResNets.
+
+Every classifier here takes [0, 1] RGB images: mean/std normalisation is its first layer, so that
+the smoothing noise lives in pixel space (statistical rule 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "CIFAR10_CLASSES",
+    "CIFAR_MEAN",
+    "CIFAR_STD",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "CifarResNet",
+    "Normalize",
+    "cifar_resnet",
+    "torchvision_resnet",
+]
+
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+# The third-party CIFAR ResNets were trained with the ImageNet statistics; ours follow suit so the
+# models are interchangeable.
+CIFAR_MEAN = IMAGENET_MEAN = (0.485, 0.456, 0.406)
+CIFAR_STD = IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std per channel, as a layer."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, in_planes: int, planes: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        # Option A: parameter-free shortcut that subsamples and zero-pads the channels.
+        self.pad = (planes - in_planes) // 2 if stride != 1 or in_planes != planes else -1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        shortcut = x if self.pad < 0 else F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad))
+        return F.relu(out + shortcut)
+
+
+class CifarResNet(nn.Module):
+    """ResNet-(6k+2) for 32x32 images: 3 stages of 16/32/64 channels, global pool, linear."""
+
+    def __init__(self, depth: int, num_classes: int = 10) -> None:
+        super().__init__()
+        if (depth - 2) % 6:
+            raise ValueError(f"CIFAR ResNet depth must be 6k + 2 (got {depth})")
+        blocks = (depth - 2) // 6
+        self.normalize = Normalize(CIFAR_MEAN, CIFAR_STD)
+        self.conv1 = nn.Conv2d(3, 16, 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.layer1 = self._stage(16, 16, blocks, stride=1)
+        self.layer2 = self._stage(16, 32, blocks, stride=2)
+        self.layer3 = self._stage(32, 64, blocks, stride=2)
+        self.linear = nn.Linear(64, num_classes)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d | nn.Linear):
+                nn.init.kaiming_normal_(module.weight)
+
+    @staticmethod
+    def _stage(in_planes: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
+        layers = [_BasicBlock(in_planes, planes, stride)]
+        layers += [_BasicBlock(planes, planes, 1) for _ in range(blocks - 1)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(self.normalize(x))))
+        out = self.layer3(self.layer2(self.layer1(out)))
+        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
+        return self.linear(out)
+
+
+def cifar_resnet(depth: int) -> CifarResNet:
+    return CifarResNet(depth)
+
+
+def torchvision_resnet(depth: int, state: dict[str, torch.Tensor] | None = None) -> nn.Module:
+    """A torchvision ImageNet ResNet behind a normalisation layer.
+
+    ``state`` is a torchvision ResNet state dict; without it the torchvision ImageNet weights are
+    used (downloaded into the torch hub cache when the internet is reachable).
+    """
+    from torchvision import models
+
+    builders = {18: models.resnet18, 34: models.resnet34, 50: models.resnet50}
+    weight_enums = {
+        18: models.ResNet18_Weights.IMAGENET1K_V1,
+        34: models.ResNet34_Weights.IMAGENET1K_V1,
+        50: models.ResNet50_Weights.IMAGENET1K_V2,
+    }
+    if depth not in builders:
+        raise ValueError(f"torchvision ResNet depth must be one of {sorted(builders)}")
+    if state is None:
+        model = builders[depth](weights=weight_enums[depth])
+    else:
+        model = builders[depth](weights=None)
+        model.load_state_dict(state)
+    return nn.Sequential(Normalize(IMAGENET_MEAN, IMAGENET_STD), model)

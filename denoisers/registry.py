@@ -1,0 +1,239 @@
+"""Named models: architectures, the checkpoints the project ships, and ``NAME[:WEIGHTS]`` loading.
+
+A model spec is ``NAME`` or ``NAME:WEIGHTS``. ``NAME`` is an architecture (``dncnn``,
+``cifar-resnet56``, ``resnet50``, ...) or a shipped checkpoint (a ``.safetensors`` file in
+``denoisers/checkpoints/`` whose metadata names its architecture). ``WEIGHTS`` is a path to a
+safetensors checkpoint or a torch pickle (``.th``, ``.pt``, ``.pth``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from denoisers.checkpoints import file_version, read_metadata, read_state
+from denoisers.classifiers import CIFAR10_CLASSES, cifar_resnet, torchvision_resnet
+from denoisers.dncnn import DnCNN
+
+__all__ = [
+    "SHIPPED_DIR",
+    "Architecture",
+    "LoadedModel",
+    "ModelKind",
+    "ModelLoadError",
+    "UnknownModelError",
+    "architectures",
+    "load_classifier",
+    "load_denoiser",
+    "load_model",
+    "register_architecture",
+    "shipped_checkpoints",
+]
+
+ModelKind = Literal["denoiser", "classifier"]
+State = dict[str, torch.Tensor]
+Builder = Callable[[State | None], nn.Module]
+
+SHIPPED_DIR = Path(__file__).parent / "checkpoints"
+
+
+class UnknownModelError(LookupError):
+    """No architecture or shipped checkpoint has this name."""
+
+
+class ModelLoadError(RuntimeError):
+    """The model exists but its weights could not be loaded."""
+
+
+@dataclass(frozen=True, slots=True)
+class Architecture:
+    name: str
+    kind: ModelKind
+    build: Builder
+    needs_weights: bool
+    description: str
+    classes: tuple[str, ...] = ()
+    input_size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedModel:
+    """A model ready for inference (eval mode, CPU) with what a certificate must record."""
+
+    name: str
+    kind: ModelKind
+    architecture: str
+    version: str
+    module: nn.Module
+    classes: tuple[str, ...] = ()
+    input_size: int | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def sigma(self) -> float | None:
+        """The noise level a denoiser was trained for, when its checkpoint says."""
+        value = self.metadata.get("sigma")
+        return float(value) if value is not None else None
+
+
+_ARCHITECTURES: dict[str, Architecture] = {}
+
+
+def register_architecture(
+    name: str,
+    kind: ModelKind,
+    *,
+    needs_weights: bool,
+    description: str,
+    classes: tuple[str, ...] = (),
+    input_size: int | None = None,
+) -> Callable[[Builder], Builder]:
+    """Register ``build(state_or_None) -> module`` under ``name``; refuses to overwrite a name."""
+
+    def decorator(build: Builder) -> Builder:
+        if name in _ARCHITECTURES:
+            raise ValueError(f"architecture {name!r} is already registered")
+        _ARCHITECTURES[name] = Architecture(
+            name, kind, build, needs_weights, description, classes, input_size
+        )
+        return build
+
+    return decorator
+
+
+def architectures() -> Mapping[str, Architecture]:
+    """Read-only view of the registered architectures."""
+    return MappingProxyType(_ARCHITECTURES)
+
+
+def shipped_checkpoints() -> dict[str, Path]:
+    """Checkpoints shipped with the package, by name (the file stem)."""
+    return {path.stem: path for path in sorted(SHIPPED_DIR.glob("*.safetensors"))}
+
+
+def _loaded(module: nn.Module, state: State | None) -> nn.Module:
+    if state is not None:
+        module.load_state_dict(state)
+    return module
+
+
+@register_architecture(
+    "none", "denoiser", needs_weights=False, description="no denoiser (plain randomized smoothing)"
+)
+def _identity(state: State | None) -> nn.Module:
+    return nn.Identity()
+
+
+def _dncnn(channels: int, state: State | None) -> nn.Module:
+    return _loaded(DnCNN(depth=17, channels=channels), state)
+
+
+def _cifar_resnet(depth: int, state: State | None) -> nn.Module:
+    return _loaded(cifar_resnet(depth), state)
+
+
+def _imagenet_classes() -> tuple[str, ...]:
+    from torchvision.models import ResNet50_Weights
+
+    return tuple(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
+
+
+for _name, _channels in (("dncnn", 64), ("dncnn-wide", 128)):
+    register_architecture(
+        _name, "denoiser", needs_weights=True, description=f"DnCNN, 17 layers, {_channels} channels"
+    )(partial(_dncnn, _channels))
+
+for _depth in (20, 32, 44, 56, 110):
+    register_architecture(
+        f"cifar-resnet{_depth}",
+        "classifier",
+        needs_weights=True,
+        description=f"CIFAR-10 ResNet-{_depth} (option-A shortcuts), 32x32 input",
+        classes=CIFAR10_CLASSES,
+        input_size=32,
+    )(partial(_cifar_resnet, _depth))
+
+for _depth in (18, 34, 50):
+    register_architecture(
+        f"resnet{_depth}",
+        "classifier",
+        needs_weights=False,
+        description=f"torchvision ImageNet ResNet-{_depth}, 224x224 input",
+        classes=_imagenet_classes(),
+        input_size=224,
+    )(partial(torchvision_resnet, _depth))
+
+
+def load_model(spec: str, kind: ModelKind) -> LoadedModel:
+    """Build the model named by ``spec`` (``NAME`` or ``NAME:WEIGHTS``) in eval mode on the CPU."""
+    name, _, weights = spec.partition(":")
+    shipped = shipped_checkpoints()
+    if name in shipped and not weights:
+        return _from_checkpoint(name, kind, shipped[name])
+    arch = _ARCHITECTURES.get(name)
+    if arch is None or arch.kind != kind:
+        known = sorted([a.name for a in _ARCHITECTURES.values() if a.kind == kind])
+        known += sorted(n for n, p in shipped.items() if read_metadata(p).get("kind") == kind)
+        raise UnknownModelError(f"unknown {kind} {name!r}; known: {', '.join(known)}")
+    if not weights:
+        if arch.needs_weights:
+            raise ModelLoadError(f"{kind} {name!r} needs weights: use {name}:PATH")
+        return _build(arch, None, name, _default_version(arch))
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise ModelLoadError(f"weights file not found: {path}")
+    return _build(arch, path, name, file_version(path))
+
+
+def load_denoiser(spec: str) -> LoadedModel:
+    return load_model(spec, "denoiser")
+
+
+def load_classifier(spec: str) -> LoadedModel:
+    return load_model(spec, "classifier")
+
+
+def _from_checkpoint(name: str, kind: ModelKind, path: Path) -> LoadedModel:
+    metadata = read_metadata(path)
+    arch = _ARCHITECTURES.get(str(metadata.get("architecture")))
+    if arch is None or arch.kind != kind:
+        raise ModelLoadError(f"{path}: metadata names no {kind} architecture")
+    return _build(arch, path, name, str(metadata.get("version", file_version(path))), metadata)
+
+
+def _build(
+    arch: Architecture,
+    path: Path | None,
+    name: str,
+    version: str,
+    metadata: Mapping[str, Any] | None = None,
+) -> LoadedModel:
+    try:
+        state = read_state(path) if path is not None else None
+        if metadata is None and path is not None and path.suffix == ".safetensors":
+            metadata = read_metadata(path)
+        module = arch.build(state).eval()
+    except (OSError, RuntimeError, ValueError, KeyError) as exc:
+        where = f" from {path}" if path is not None else ""
+        raise ModelLoadError(f"cannot load {arch.kind} {name!r}{where}: {exc}") from exc
+    return LoadedModel(
+        name=name,
+        kind=arch.kind,
+        architecture=arch.name,
+        version=version,
+        module=module,
+        classes=arch.classes,
+        input_size=arch.input_size,
+        metadata=dict(metadata or {}),
+    )
+
+
+def _default_version(arch: Architecture) -> str:
+    return "identity" if arch.name == "none" else f"torchvision:{arch.name}-imagenet1k"

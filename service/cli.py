@@ -1,0 +1,226 @@
+"""``dsmooth``: certify or predict images from the command line.
+
+Usage errors, unreadable images, unknown models and out-of-range parameters end with exit code 2
+and one line on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+from tqdm import tqdm
+
+from denoisers.registry import (
+    ModelLoadError,
+    UnknownModelError,
+    architectures,
+    load_classifier,
+    load_denoiser,
+    shipped_checkpoints,
+)
+from service.examples import EXAMPLES, write_example
+from service.imaging import ImageDecodeError, load_image
+from service.pipeline import Certifier, Progress
+from service.schemas import Certificate, CertifyParams, Prediction, PredictParams
+from service.settings import Settings
+from service.worker import LocalWorker
+
+__all__ = ["cli", "main"]
+
+USAGE_ERROR = 2
+_USER_ERRORS = (ImageDecodeError, UnknownModelError, ModelLoadError, ValidationError, ValueError)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the click group, turning user errors into one stderr line."""
+    try:
+        cli.main(args=argv, prog_name="dsmooth", standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        _fail(exc.format_message())
+    except _USER_ERRORS as exc:
+        _fail(_one_line(exc))
+
+
+def _fail(message: str) -> None:
+    click.echo(f"dsmooth: error: {message}", err=True)
+    sys.exit(USAGE_ERROR)
+
+
+def _one_line(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'parameters'}: {err['msg']}"
+            for err in exc.errors()
+        )
+    return " ".join(str(exc).split())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Certified robustness for image classifiers by denoised randomized smoothing."""
+
+
+def _sampling_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by ``certify`` and ``predict``; unset ones take the schema defaults."""
+    options = [
+        click.argument("image", type=click.Path(path_type=Path)),
+        click.option("--classifier", help="classifier spec NAME[:WEIGHTS] (default: settings)"),
+        click.option("--denoiser", help="denoiser spec NAME[:WEIGHTS] (default: settings)"),
+        click.option("--sigma", type=float, help="noise level in [0, 1] pixel units [0.25]"),
+        click.option("--n", "n", type=int, help="estimation samples [10000]"),
+        click.option("--alpha", type=float, help="failure probability [0.001]"),
+        click.option("--device", help="auto, cpu, cuda, cuda:N (default: settings)"),
+        click.option("--batch-size", type=int, help="noisy copies per forward pass"),
+        click.option("--json", "as_json", is_flag=True, help="print the result as JSON"),
+        click.option("--progress/--no-progress", default=None, help="progress bar on stderr"),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _certifier(
+    classifier: str | None, denoiser: str | None, device: str | None, batch_size: int | None
+) -> Certifier:
+    settings = Settings()
+    worker = LocalWorker(
+        load_denoiser(denoiser or settings.denoiser),
+        load_classifier(classifier or settings.classifier),
+        device=device or settings.device,
+        batch_size=batch_size or settings.batch_size,
+    )
+    return Certifier(worker, settings.secret_bytes)
+
+
+class _Bar:
+    """A tqdm bar fed by the pipeline's (done, planned) progress callbacks."""
+
+    def __init__(self, enabled: bool | None) -> None:
+        # enabled=None lets tqdm decide: shown on a terminal, hidden in pipes and logs.
+        self.bar = tqdm(total=0, unit="sample", disable=None if enabled is None else not enabled)
+
+    def __call__(self, done: int, planned: int) -> None:
+        self.bar.total = planned
+        self.bar.update(done - self.bar.n)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+
+@cli.command()
+@_sampling_options
+@click.option("--n0", type=int, help="selection samples [100]")
+@click.option(
+    "--candidate",
+    type=click.Choice(["noisy", "clean"]),
+    help="candidate class from n0 noisy samples or from the clean image [noisy]",
+)
+def certify(
+    image: Path,
+    classifier: str | None,
+    denoiser: str | None,
+    sigma: float | None,
+    n: int | None,
+    alpha: float | None,
+    device: str | None,
+    batch_size: int | None,
+    as_json: bool,
+    progress: bool | None,
+    n0: int | None,
+    candidate: str | None,
+) -> None:
+    """Certify IMAGE: the smoothed label and the L2 radius within which it cannot change."""
+    params = CertifyParams(**_given(sigma=sigma, n=n, alpha=alpha, n0=n0, candidate=candidate))
+    pixels = load_image(image)
+    certifier = _certifier(classifier, denoiser, device, batch_size)
+    with _Bar(progress) as bar:
+        result = certifier.certify(pixels, params, bar)
+    _print(result, as_json)
+
+
+@cli.command()
+@_sampling_options
+def predict(
+    image: Path,
+    classifier: str | None,
+    denoiser: str | None,
+    sigma: float | None,
+    n: int | None,
+    alpha: float | None,
+    device: str | None,
+    batch_size: int | None,
+    as_json: bool,
+    progress: bool | None,
+) -> None:
+    """Predict IMAGE's smoothed label, abstaining when the vote is not significant at alpha."""
+    params = PredictParams(**_given(sigma=sigma, n=n, alpha=alpha))
+    pixels = load_image(image)
+    certifier = _certifier(classifier, denoiser, device, batch_size)
+    with _Bar(progress) as bar:
+        result = certifier.predict(pixels, params, bar)
+    _print(result, as_json)
+
+
+@cli.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("example.png"))
+@click.option("--name", type=click.Choice(EXAMPLES), default="chelsea")
+@click.option("--size", type=click.IntRange(min=8), default=32, help="side in pixels")
+def example(out: Path, name: str, size: int) -> None:
+    """Write an example photo (from scikit-image) as a square PNG."""
+    click.echo(write_example(out, name, size))
+
+
+@cli.command()
+def models() -> None:
+    """List the model architectures and shipped checkpoints."""
+    for arch in sorted(architectures().values(), key=lambda a: (a.kind, a.name)):
+        weights = "needs :WEIGHTS" if arch.needs_weights else "ready"
+        click.echo(f"{arch.kind:<10} {arch.name:<16} {weights:<14} {arch.description}")
+    for name in shipped_checkpoints():
+        click.echo(f"{'shipped':<10} {name}")
+
+
+def _print(result: Certificate | Prediction, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(result.model_dump(mode="json"), indent=2))
+        return
+    top = ", ".join(f"{c.label} {c.count}" for c in result.top_counts)
+    if isinstance(result, Certificate):
+        verdict = (
+            f"abstain (candidate {result.candidate}, p_lower {result.p_lower:.4f} < 0.5)"
+            if result.abstained
+            else f"{result.label}, certified radius {result.radius:.4f} "
+            f"(p_lower {result.p_lower:.4f})"
+        )
+        samples = f"n0 {result.n0} ({result.candidate_source}), n {result.n}"
+    else:
+        verdict = (
+            f"abstain (p = {result.p_value:.3g} > alpha)"
+            if result.abstained
+            else f"{result.label} (p = {result.p_value:.3g})"
+        )
+        samples = f"n {result.n}"
+    lines = [
+        f"result      {verdict}",
+        f"votes       {top}",
+        f"sampling    sigma {result.sigma}, {samples}, alpha {result.alpha}",
+        f"models      classifier {result.classifier.name} ({result.classifier.version}), "
+        f"denoiser {result.denoiser.name} ({result.denoiser.version})",
+        f"ran on      {result.device}, {result.precision}, {result.timings.total_s:.2f} s",
+    ]
+    click.echo("\n".join(lines))

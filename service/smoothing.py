@@ -1,0 +1,175 @@
+"""Randomized-smoothing statistics: pure functions from vote counts to certificates.
+
+No torch, no I/O. Everything here follows Cohen, Rosenfeld & Kolter (ICML 2019), "Certified
+Adversarial Robustness via Randomized Smoothing", section 3.2.
+
+Guarantee (CERTIFY). Let f be the base classifier (denoiser + classifier, including anything done
+to a denoised copy such as resizing), g(x) = argmax_c P[f(x + d) = c] with d ~ N(0, sigma^2 I) in
+the [0, 1] pixel space of the decoded image. If the candidate class was chosen *without* looking at
+the estimation samples (from disjoint selection samples, or from the classifier's answer on the
+clean image), and ``n_a`` of ``n`` fresh i.i.d. estimation samples voted for it, then with
+probability at least 1 - alpha over the noise, whenever :func:`certify` returns a class c with
+radius R, g(x) = c and g(x + e) = c for every ||e||_2 < R.
+
+Guarantee (PREDICT). With probability at least 1 - alpha, :func:`predict` returns either g(x) or
+abstains.
+
+Conservatism: a copy whose query failed counts against the candidate (it is part of ``n`` but not
+of ``n_a``); radii are rounded *down* to :data:`RADIUS_DECIMALS` decimals, which also absorbs the
+float error of the quantile functions (~1e-15 relative).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from scipy.stats import beta, binomtest, norm
+
+__all__ = [
+    "RADIUS_DECIMALS",
+    "CertifyResult",
+    "PredictResult",
+    "certify",
+    "lower_confidence_bound",
+    "max_certifiable_radius",
+    "predict",
+    "radius_from_p_lower",
+    "ranked",
+    "round_down",
+    "select_candidate",
+]
+
+Label = TypeVar("Label", bound=Hashable)
+
+RADIUS_DECIMALS = 6
+
+
+def round_down(value: float, decimals: int = RADIUS_DECIMALS) -> float:
+    """Largest float with ``decimals`` decimals that is <= ``value`` (never rounds up)."""
+    scale = 10**decimals
+    rounded = math.floor(value * scale) / scale
+    # value * scale and the division can each round up by half an ulp; step below if they did.
+    while rounded > value:
+        rounded = math.nextafter(rounded, -math.inf)
+    return rounded
+
+
+def lower_confidence_bound(n_a: int, n: int, alpha: float) -> float:
+    """One-sided (1 - alpha) Clopper-Pearson lower bound on a binomial proportion.
+
+    Equals the alpha quantile of Beta(n_a, n - n_a + 1); 0 when ``n_a == 0``.
+    """
+    _check_counts(n_a, n)
+    _check_alpha(alpha)
+    if n_a == 0:
+        return 0.0
+    return float(beta.ppf(alpha, n_a, n - n_a + 1))
+
+
+def radius_from_p_lower(p_lower: float, sigma: float) -> float:
+    """sigma * Phi^-1(p_lower), rounded down; only meaningful for p_lower >= 0.5."""
+    if p_lower < 0.5:
+        raise ValueError(f"no radius below p_lower = 0.5 (got {p_lower})")
+    return round_down(max(0.0, sigma * float(norm.ppf(p_lower))))
+
+
+def max_certifiable_radius(n: int, alpha: float, sigma: float) -> float:
+    """The radius certified when all ``n`` estimation samples vote for the candidate."""
+    p_lower = lower_confidence_bound(n, n, alpha)
+    return radius_from_p_lower(p_lower, sigma) if p_lower >= 0.5 else 0.0
+
+
+def ranked(counts: Mapping[Label, int]) -> list[tuple[Label, int]]:
+    """Labels by descending count; ties broken deterministically by the label's order.
+
+    Labels of one certification are all ints (local models) or all strings (vendor keys).
+    """
+    return sorted(
+        ((label, count) for label, count in counts.items() if count > 0),
+        key=lambda item: (-item[1], item[0]),
+    )
+
+
+def select_candidate(selection_counts: Mapping[Label, int]) -> Label | None:
+    """The most frequent label among the selection samples, or None when there were none."""
+    top = ranked(selection_counts)
+    return top[0][0] if top else None
+
+
+@dataclass(frozen=True, slots=True)
+class CertifyResult:
+    """Outcome of CERTIFY. ``label`` is None when abstaining."""
+
+    label: Hashable | None
+    candidate: Hashable | None
+    abstained: bool
+    radius: float
+    p_lower: float
+    n_a: int
+    n: int
+    alpha: float
+    sigma: float
+
+
+def certify(
+    candidate: Label | None,
+    estimation_counts: Mapping[Label, int],
+    n: int,
+    sigma: float,
+    alpha: float,
+) -> CertifyResult:
+    """CERTIFY from a candidate chosen independently of ``estimation_counts``.
+
+    ``n`` is the number of estimation samples drawn. Counts may sum to less than ``n``: the
+    difference (failed queries, copies with no answer) counts against the candidate.
+    """
+    if sigma <= 0 or not math.isfinite(sigma):
+        raise ValueError(f"sigma must be a positive number (got {sigma})")
+    total = sum(estimation_counts.values())
+    if any(c < 0 for c in estimation_counts.values()) or total > n:
+        raise ValueError(f"estimation counts must be >= 0 and sum to at most n = {n}")
+    n_a = int(estimation_counts.get(candidate, 0)) if candidate is not None else 0
+    p_lower = lower_confidence_bound(n_a, n, alpha)
+    if candidate is None or p_lower < 0.5:
+        return CertifyResult(None, candidate, True, 0.0, p_lower, n_a, n, alpha, sigma)
+    radius = radius_from_p_lower(p_lower, sigma)
+    return CertifyResult(candidate, candidate, False, radius, p_lower, n_a, n, alpha, sigma)
+
+
+@dataclass(frozen=True, slots=True)
+class PredictResult:
+    """Outcome of PREDICT. ``label`` is None when abstaining."""
+
+    label: Hashable | None
+    abstained: bool
+    p_value: float
+    n: int
+    alpha: float
+
+
+def predict(counts: Mapping[Label, int], alpha: float) -> PredictResult:
+    """PREDICT: two-sided exact binomial test of the top two counts at 1/2; abstain if p > alpha."""
+    _check_alpha(alpha)
+    top = ranked(counts)
+    n = sum(counts.values())
+    if not top:
+        return PredictResult(None, True, 1.0, n, alpha)
+    n1 = top[0][1]
+    n2 = top[1][1] if len(top) > 1 else 0
+    p_value = float(binomtest(n1, n1 + n2, 0.5).pvalue)
+    if p_value > alpha:
+        return PredictResult(None, True, p_value, n, alpha)
+    return PredictResult(top[0][0], False, p_value, n, alpha)
+
+
+def _check_counts(n_a: int, n: int) -> None:
+    if n <= 0 or not 0 <= n_a <= n:
+        raise ValueError(f"need 0 <= n_a <= n and n > 0 (got n_a = {n_a}, n = {n})")
+
+
+def _check_alpha(alpha: float) -> None:
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1) (got {alpha})")

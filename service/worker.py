@@ -1,0 +1,98 @@
+"""Model execution: turn a chunk of the noise plan into label counts on the worker's device.
+
+The base classifier f of the certificate is everything :class:`BaseClassifier` does to a noisy
+copy: denoise, resize to the classifier's input size when it differs (part of f, allowed by rule 1
+because it happens *after* the noise), classify, take the arg-max.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from denoisers.registry import LoadedModel
+from service.sampling import Chunk, draw_noise
+
+__all__ = ["DEFAULT_BATCH_SIZE", "BaseClassifier", "LocalWorker", "resize_to", "resolve_device"]
+
+DEFAULT_BATCH_SIZE = 500
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU; anything else is passed to torch."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but no CUDA device is available")
+    return device
+
+
+def resize_to(images: torch.Tensor, size: int | None) -> torch.Tensor:
+    """Resize [B, C, H, W] to size x size (antialiased bilinear) unless it already is."""
+    if size is None or tuple(images.shape[-2:]) == (size, size):
+        return images
+    return F.interpolate(
+        images, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )
+
+
+class BaseClassifier(nn.Module):
+    """denoiser -> (resize to ``input_size``) -> classifier; returns logits."""
+
+    def __init__(self, denoiser: nn.Module, classifier: nn.Module, input_size: int | None) -> None:
+        super().__init__()
+        self.denoiser, self.classifier, self.input_size = denoiser, classifier, input_size
+
+    def forward(self, noisy: torch.Tensor) -> torch.Tensor:
+        return self.classifier(resize_to(self.denoiser(noisy), self.input_size))
+
+
+class LocalWorker:
+    """Runs a denoiser + local classifier pair on one device, a batch at a time."""
+
+    def __init__(
+        self,
+        denoiser: LoadedModel,
+        classifier: LoadedModel,
+        device: torch.device | str = "auto",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive (got {batch_size})")
+        self.denoiser, self.classifier = denoiser, classifier
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.batch_size = batch_size
+        self.num_classes = len(classifier.classes)
+        self.model = BaseClassifier(denoiser.module, classifier.module, classifier.input_size)
+        self.model.eval().to(self.device)
+
+    @property
+    def rng(self) -> str:
+        """Which generator family draws the noise: part of what defines a noise stream."""
+        return f"torch-{self.device.type}"
+
+    @torch.inference_mode()
+    def labels(self, images: torch.Tensor) -> torch.Tensor:
+        """Arg-max labels of f on a stack of images [B, C, H, W] (already noisy), in batches."""
+        out = [
+            self.model(batch.to(self.device)).argmax(dim=1)
+            for batch in images.split(self.batch_size)
+        ]
+        return torch.cat(out)
+
+    @torch.inference_mode()
+    def count_chunk(self, image: torch.Tensor, chunk: Chunk, sigma: float) -> np.ndarray:
+        """Label counts [num_classes] of f over the chunk's ``chunk.size`` noisy copies."""
+        clean = image.to(self.device, torch.float32)
+        noisy = draw_noise(chunk, tuple(clean.shape), sigma, self.device).add_(clean)
+        counts = torch.bincount(self.labels(noisy), minlength=self.num_classes)
+        return counts.cpu().numpy().astype(np.int64)
+
+    @torch.inference_mode()
+    def clean_label(self, image: torch.Tensor) -> int:
+        """The classifier's label on the clean image (no noise, no denoiser)."""
+        batch = resize_to(image.to(self.device, torch.float32)[None], self.classifier.input_size)
+        return int(self.classifier.module(batch).argmax(dim=1).item())
