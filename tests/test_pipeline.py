@@ -1,0 +1,160 @@
+import math
+import multiprocessing
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import norm
+
+from denoisers.classifiers import cifar_resnet
+from denoisers.registry import LoadedModel, load_denoiser
+from service.pipeline import Certifier, chunk_size_for
+from service.sampling import Phase, image_digest, plan_phase
+from service.schemas import CertifyParams, PredictParams
+from service.worker import LocalWorker
+from tests.models import no_denoiser, random_conv_classifier, threshold_classifier
+
+SECRET = b"pipeline-test-secret"
+
+
+def _wrong_fraction(p_a: float, sigma: float, n0: int, n: int, alpha: float, runs: int) -> float:
+    """Fraction of certificates that are wrong: another class than 'a', or a radius too large."""
+    centre = 0.5
+    worker = LocalWorker(no_denoiser(), threshold_classifier(p_a, centre, sigma), device="cpu")
+    image = torch.full((3, 1, 1), centre)
+    true_radius = sigma * float(norm.ppf(p_a))
+    params = CertifyParams(sigma=sigma, n0=n0, n=n, alpha=alpha)
+    wrong = 0
+    for run in range(runs):
+        certificate = Certifier(worker, SECRET + str(run).encode()).certify(image, params)
+        if not certificate.abstained and (
+            certificate.label != "a" or certificate.radius > true_radius
+        ):
+            wrong += 1
+    return wrong / runs
+
+
+@pytest.mark.parametrize(("p_a", "n"), [(0.9, 100), (0.7, 1000)])
+def test_wrong_certificates_stay_within_alpha(p_a: float, n: int) -> None:
+    """Monte-Carlo validity of the whole pipeline: seeds, noise, phases, counts, bound."""
+    alpha, runs = 0.01, 2000
+    wrong = _wrong_fraction(p_a, sigma=0.25, n0=10, n=n, alpha=alpha, runs=runs)
+    assert wrong <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / runs)
+
+
+def test_the_validity_check_catches_an_overconfident_bound() -> None:
+    """The same harness fails a certifier whose bound holds only at alpha = 0.3, not 0.01."""
+    alpha, runs = 0.01, 500
+    wrong = _wrong_fraction(0.9, sigma=0.25, n0=10, n=100, alpha=0.3, runs=runs)
+    assert wrong > alpha + 3 * math.sqrt(alpha * (1 - alpha) / runs)
+
+
+@pytest.fixture(scope="module")
+def conv_classifier() -> LoadedModel:
+    return random_conv_classifier()
+
+
+@pytest.fixture(scope="module")
+def image() -> torch.Tensor:
+    return torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(3))
+
+
+def _certificate_counts(worker: LocalWorker, image: torch.Tensor, secret: bytes) -> list:
+    params = CertifyParams(sigma=0.5, n0=30, n=2100)
+    certificate = Certifier(worker, secret).certify(image, params)
+    return [(c.key, c.count) for c in certificate.top_counts]
+
+
+def test_same_secret_and_request_give_identical_counts(conv_classifier, image) -> None:
+    worker = LocalWorker(no_denoiser(), conv_classifier, device="cpu")
+    assert _certificate_counts(worker, image, SECRET) == _certificate_counts(worker, image, SECRET)
+
+
+def test_another_secret_draws_other_noise(conv_classifier, image) -> None:
+    worker = LocalWorker(no_denoiser(), conv_classifier, device="cpu")
+    assert _certificate_counts(worker, image, SECRET) != _certificate_counts(
+        worker, image, b"a-different-secret"
+    )
+
+
+def test_batch_size_leaves_the_counts_unchanged(conv_classifier, image) -> None:
+    small = LocalWorker(no_denoiser(), conv_classifier, device="cpu", batch_size=37)
+    large = LocalWorker(no_denoiser(), conv_classifier, device="cpu", batch_size=1000)
+    assert _certificate_counts(small, image, SECRET) == _certificate_counts(large, image, SECRET)
+
+
+def _plan(image: torch.Tensor) -> list:
+    params = {"sigma": 0.5, "rng": "torch-cpu"}
+    return plan_phase(SECRET, image_digest(image), params, Phase.ESTIMATION, 2500, chunk_size=500)
+
+
+def _count_in_this_process(classifier: LoadedModel, image: torch.Tensor, order: str) -> np.ndarray:
+    worker = LocalWorker(no_denoiser(), classifier, device="cpu")
+    chunks = _plan(image)
+    chunks = chunks[::-1] if order == "reversed" else chunks
+    return sum(worker.count_chunk(image, chunk, 0.5) for chunk in chunks)
+
+
+def test_chunk_order_leaves_the_counts_unchanged(conv_classifier, image) -> None:
+    forward = _count_in_this_process(conv_classifier, image, "forward")
+    backward = _count_in_this_process(conv_classifier, image, "reversed")
+    np.testing.assert_array_equal(forward, backward)
+    assert forward.sum() == 2500
+
+
+def test_another_process_computes_the_same_counts(conv_classifier, image) -> None:
+    here = _count_in_this_process(conv_classifier, image, "forward")
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        there = pool.apply(_count_in_this_process, (conv_classifier, image, "forward"))
+    np.testing.assert_array_equal(here, there)
+
+
+def test_clean_candidate_spends_one_query_instead_of_n0(conv_classifier, image) -> None:
+    worker = LocalWorker(no_denoiser(), conv_classifier, device="cpu")
+    params = CertifyParams(sigma=0.12, n0=0, n=200, candidate="clean")
+    certificate = Certifier(worker, SECRET).certify(image, params)
+    assert certificate.queries.total == 201 and certificate.n0 == 0
+    assert certificate.candidate == conv_classifier.classes[worker.clean_label(image)]
+
+
+def test_noisy_candidate_needs_selection_samples() -> None:
+    with pytest.raises(ValueError, match="n0"):
+        CertifyParams(n0=0, candidate="noisy")
+
+
+def test_predict_abstains_when_two_classes_split_the_vote() -> None:
+    worker = LocalWorker(no_denoiser(), threshold_classifier(0.5, 0.5, 0.25, p_b=0.5), device="cpu")
+    result = Certifier(worker, SECRET).predict(
+        torch.full((3, 1, 1), 0.5), PredictParams(sigma=0.25, n=1000, alpha=0.001)
+    )
+    assert result.abstained and result.label is None
+    assert {c.label for c in result.top_counts} >= {"a", "b"}
+
+
+def test_progress_reports_every_planned_sample(conv_classifier, image) -> None:
+    worker = LocalWorker(no_denoiser(), conv_classifier, device="cpu")
+    seen: list[tuple[int, int]] = []
+    Certifier(worker, SECRET).certify(
+        image, CertifyParams(sigma=0.25, n0=100, n=1500), lambda d, p: seen.append((d, p))
+    )
+    assert seen[-1] == (1600, 1600)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_large_images_get_smaller_chunks() -> None:
+    assert chunk_size_for((3, 32, 32)) == 1000
+    assert chunk_size_for((3, 224, 224)) < 1000
+    assert chunk_size_for((3, 8000, 8000)) == 1
+
+
+def test_resize_happens_after_the_noise(image) -> None:
+    """A 64x64 image for a 32x32 classifier: noise at 64x64, resize inside the base classifier."""
+    torch.manual_seed(0)
+    classifier = LoadedModel(
+        "r", "classifier", "cifar-resnet20", "1", cifar_resnet(20).eval(), tuple("abcdefghij"), 32
+    )
+    worker = LocalWorker(load_denoiser("none"), classifier, device="cpu")
+    big = torch.rand(3, 64, 64)
+    certificate = Certifier(worker, SECRET).certify(big, CertifyParams(n0=10, n=50))
+    assert sum(c.count for c in certificate.top_counts) <= 50
+    assert certificate.image_digest == image_digest(big)

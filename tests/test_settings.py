@@ -1,0 +1,27 @@
+import pytest
+from pydantic import ValidationError
+
+from service.settings import PLACEHOLDER_SECRET, Settings
+
+
+def test_development_runs_with_the_placeholder_secret(monkeypatch) -> None:
+    monkeypatch.delenv("DSMOOTH_SECRET", raising=False)
+    settings = Settings(environment="development")
+    assert settings.secret_bytes == PLACEHOLDER_SECRET.encode()
+
+
+@pytest.mark.parametrize("secret", [PLACEHOLDER_SECRET, "short"])
+def test_production_refuses_a_placeholder_or_short_secret(monkeypatch, secret: str) -> None:
+    monkeypatch.setenv("DSMOOTH_ENVIRONMENT", "production")
+    monkeypatch.setenv("DSMOOTH_SECRET", secret)
+    with pytest.raises(ValidationError, match="DSMOOTH_SECRET must be set"):
+        Settings()
+
+
+def test_settings_come_from_the_environment(monkeypatch) -> None:
+    monkeypatch.setenv("DSMOOTH_ENVIRONMENT", "production")
+    monkeypatch.setenv("DSMOOTH_SECRET", "a" * 32)
+    monkeypatch.setenv("DSMOOTH_BATCH_SIZE", "64")
+    settings = Settings()
+    assert settings.batch_size == 64 and settings.secret_bytes == b"a" * 32
+    assert "a" * 32 not in repr(settings)
