@@ -21,6 +21,7 @@ from torch import nn
 from denoisers.checkpoints import file_version, read_metadata, read_state
 from denoisers.classifiers import CIFAR10_CLASSES, cifar_resnet, torchvision_resnet
 from denoisers.dncnn import DnCNN
+from denoisers.unet import UNet
 
 __all__ = [
     "SHIPPED_DIR",
@@ -135,6 +136,10 @@ def _dncnn(channels: int, state: State | None) -> nn.Module:
     return _loaded(DnCNN(depth=17, channels=channels), state)
 
 
+def _unet(width: int, state: State | None) -> nn.Module:
+    return _loaded(UNet(width), state)
+
+
 def _cifar_resnet(depth: int, state: State | None) -> nn.Module:
     return _loaded(cifar_resnet(depth), state)
 
@@ -149,6 +154,10 @@ for _name, _channels in (("dncnn", 64), ("dncnn-wide", 128)):
     register_architecture(
         _name, "denoiser", needs_weights=True, description=f"DnCNN, 17 layers, {_channels} channels"
     )(partial(_dncnn, _channels))
+
+register_architecture(
+    "unet", "denoiser", needs_weights=True, description="residual U-Net, 32/64/128 channels"
+)(partial(_unet, 32))
 
 for _depth in (20, 32, 44, 56, 110):
     register_architecture(

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from denoisers.checkpoints import save_checkpoint
 from denoisers.classifiers import cifar_resnet
 from denoisers.data import ImageSet, augment_cifar
+from denoisers.run_state import load_run_state, save_run_state
 
 __all__ = ["ClassifierTrainingConfig", "evaluate_accuracy", "train_classifier"]
 
@@ -77,17 +78,7 @@ def train_classifier(
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, config.max_lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.25
     )
-    history: list[dict[str, float]] = []
-    start_epoch = 0
-    state_path = run_dir / "last.pt"
-    if state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        start_epoch, history = state["epoch"], state["history"]
-        torch.set_rng_state(state["rng"])
-    run_dir.mkdir(parents=True, exist_ok=True)
+    start_epoch, history = load_run_state(run_dir, model, optimizer, schedule)
     began = time.time()
     for epoch in range(start_epoch, config.epochs):
         model.train()
@@ -106,24 +97,14 @@ def train_classifier(
             loss.backward()
             optimizer.step()
             schedule.step()
-            total_loss += float(loss)
-            bar.set_postfix(loss=f"{float(loss):.3f}")
+            total_loss += loss.item()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
         accuracy = evaluate_accuracy(model, validation)
         history.append(
             {"epoch": epoch + 1, "loss": total_loss / steps_per_epoch, "val_accuracy": accuracy}
         )
         tqdm.write(f"epoch {epoch + 1}: loss {history[-1]['loss']:.4f}, val acc {accuracy:.4f}")
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(),
-                "epoch": epoch + 1,
-                "history": history,
-                "rng": torch.get_rng_state(),
-            },
-            state_path,
-        )
+        save_run_state(run_dir, model, optimizer, schedule, epoch + 1, history)
     metadata = {
         "kind": "classifier",
         "architecture": f"cifar-resnet{config.depth}",

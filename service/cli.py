@@ -16,7 +16,6 @@ import click
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from denoisers.data import ImageSet, load_cifar10_official, load_image_folder, load_lossless_npz
 from denoisers.registry import (
     ModelLoadError,
     UnknownModelError,
@@ -25,7 +24,7 @@ from denoisers.registry import (
     load_denoiser,
     shipped_checkpoints,
 )
-from denoisers.train_classifier import ClassifierTrainingConfig, train_classifier
+from service.cli_training import train_classifier_command, train_denoiser_command
 from service.examples import EXAMPLES, write_example
 from service.imaging import ImageDecodeError, load_image
 from service.pipeline import Certifier, Progress
@@ -68,6 +67,10 @@ def _one_line(exc: Exception) -> str:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """Certified robustness for image classifiers by denoised randomized smoothing."""
+
+
+cli.add_command(train_classifier_command)
+cli.add_command(train_denoiser_command)
 
 
 def _sampling_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -226,58 +229,3 @@ def _print(result: Certificate | Prediction, as_json: bool) -> None:
         f"ran on      {result.device}, {result.precision}, {result.timings.total_s:.2f} s",
     ]
     click.echo("\n".join(lines))
-
-
-def _training_data(data: Path | None, cifar10_root: Path | None, download: bool) -> ImageSet:
-    if (data is None) == (cifar10_root is None):
-        raise click.UsageError("give exactly one of --data and --cifar10-root")
-    if cifar10_root is not None:
-        return load_cifar10_official(cifar10_root, train=True, download=download)
-    assert data is not None
-    if not data.exists():
-        raise click.BadParameter(f"{data} does not exist", param_hint="--data")
-    return load_image_folder(data)
-
-
-@cli.command("train-classifier")
-@click.option("--data", type=click.Path(path_type=Path), help="class folders or a .tar.gz of them")
-@click.option("--cifar10-root", type=click.Path(path_type=Path), help="official CIFAR-10 folder")
-@click.option("--download", is_flag=True, help="download CIFAR-10 into --cifar10-root")
-@click.option(
-    "--validation",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="lossless test set (.npz: x, y, classes)",
-)
-@click.option("--depth", type=click.Choice(["20", "32", "44", "56", "110"]), default="20")
-@click.option("--epochs", type=click.IntRange(min=1), default=30)
-@click.option("--batch-size", type=click.IntRange(min=1), default=128)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1, help="peak LR")
-@click.option("--bf16/--fp32", default=True, help="bf16 autocast (fast on AVX512-BF16 CPUs)")
-@click.option("--run-dir", type=click.Path(path_type=Path), required=True, help="resumable state")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help=".safetensors path")
-def train_classifier_command(
-    data: Path | None,
-    cifar10_root: Path | None,
-    download: bool,
-    validation: Path,
-    depth: str,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    bf16: bool,
-    run_dir: Path,
-    out: Path,
-) -> None:
-    """Train a CIFAR ResNet classifier and export it as a safetensors checkpoint."""
-    train = _training_data(data, cifar10_root, download)
-    config = ClassifierTrainingConfig(
-        depth=int(depth),
-        epochs=epochs,
-        batch_size=batch_size,
-        max_lr=lr,
-        bf16=bf16,
-        data=str(data or cifar10_root),
-    )
-    metadata = train_classifier(config, train, load_lossless_npz(validation), run_dir, out)
-    click.echo(f"wrote {out}: validation accuracy {metadata['validation'].get('val_accuracy')}")

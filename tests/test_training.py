@@ -1,0 +1,146 @@
+import io
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from denoisers.checkpoints import read_metadata
+from denoisers.data import ImageSet, PhotoCrops, augment_cifar, load_image_folder
+from denoisers.registry import load_classifier, load_denoiser
+from denoisers.train_classifier import ClassifierTrainingConfig, train_classifier
+from denoisers.train_denoiser import DenoiserTrainingConfig, TrainingData, train_denoiser
+
+DSMOOTH = str(Path(sys.executable).with_name("dsmooth"))
+
+
+def _image_set(count: int, seed: int = 0) -> ImageSet:
+    """Smooth random images (low-frequency colour fields) with labels."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(count, 3, 4, 4, generator=g)
+    images = F.interpolate(coarse, size=(32, 32), mode="bilinear").mul(255).round().byte()
+    return ImageSet(images, torch.randint(0, 10, (count,), generator=g), tuple("abcdefghij"))
+
+
+def test_augmentation_crops_a_padded_window_and_may_flip() -> None:
+    batch = torch.arange(2 * 3 * 32 * 32, dtype=torch.float32).view(2, 3, 32, 32)
+    out = augment_cifar(batch, torch.Generator().manual_seed(1))
+    padded = F.pad(batch, (4, 4, 4, 4), mode="reflect")
+    for i in range(2):
+        windows = [padded[i, :, dy : dy + 32, dx : dx + 32] for dy in range(9) for dx in range(9)]
+        assert any(torch.equal(out[i], w) or torch.equal(out[i], w.flip(-1)) for w in windows)
+
+
+def test_image_folder_tarball_is_extracted_once_and_cached(tmp_path: Path) -> None:
+    tarball = tmp_path / "tiny.tar.gz"
+    with tarfile.open(tarball, "w:gz") as archive:
+        for label in ("cat", "dog"):
+            for index in range(3):
+                buffer = io.BytesIO()
+                Image.new("RGB", (32, 32), (index * 40, 0, 0)).save(buffer, format="PNG")
+                info = tarfile.TarInfo(f"train/{label}/{index:04d}.png")
+                info.size = len(buffer.getvalue())
+                archive.addfile(info, io.BytesIO(buffer.getvalue()))
+    first = load_image_folder(tarball, cache_dir=tmp_path / "cache")
+    assert first.images.shape == (6, 3, 32, 32) and first.classes == ("cat", "dog")
+    assert first.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert (tmp_path / "cache/tiny/train.npz").exists()
+    again = load_image_folder(tarball, cache_dir=tmp_path / "cache")
+    assert torch.equal(first.images, again.images)
+
+
+def test_photo_crops_are_square_unit_floats(tmp_path: Path) -> None:
+    for index in range(2):
+        Image.new("RGB", (300, 200), (index * 100, 50, 0)).save(tmp_path / f"{index}.JPEG")
+    crops = PhotoCrops(tmp_path, size=48).sample(5, torch.Generator().manual_seed(0))
+    assert crops.shape == (5, 3, 48, 48) and crops.min() >= 0 and crops.max() <= 1
+
+
+def test_classifier_training_exports_a_loadable_checkpoint_and_resumes(tmp_path: Path) -> None:
+    data = _image_set(64)
+    out, run = tmp_path / "c.safetensors", tmp_path / "run"
+    config = ClassifierTrainingConfig(depth=20, epochs=2, batch_size=16, bf16=False)
+    first = train_classifier(config, data, data.head(16), run, out)
+    trained = load_classifier(f"cifar-resnet20:{out}").module.state_dict()
+    again = train_classifier(config, data, data.head(16), run, out)  # picks up the finished run
+    assert [h["epoch"] for h in again["history"]] == [1, 2]
+    assert again["history"] == first["history"]
+    loaded = load_classifier(f"cifar-resnet20:{out}")
+    assert all(torch.equal(v, loaded.module.state_dict()[k]) for k, v in trained.items())
+    assert read_metadata(out)["architecture"] == "cifar-resnet20"
+
+
+def test_mse_training_makes_the_denoiser_better_than_the_noise(tmp_path: Path) -> None:
+    data = _image_set(256)
+    config = DenoiserTrainingConfig(architecture="unet", sigma=0.25, epochs=4, batch_size=32)
+    torch.manual_seed(0)
+    metadata = train_denoiser(
+        config, TrainingData(data, 32, None), data.head(64), [], tmp_path / "run",
+        tmp_path / "d.safetensors",
+    )  # fmt: skip
+    validation = metadata["validation"]
+    assert validation["psnr_denoised"] > validation["psnr_noisy"] + 1
+    loaded = load_denoiser(f"unet:{tmp_path / 'd.safetensors'}")
+    assert loaded.sigma == 0.25 and loaded.metadata["objective"] == "mse"
+
+
+def test_stab_fine_tuning_records_its_classifiers(tmp_path: Path) -> None:
+    data = _image_set(64)
+    surrogate = load_classifier_random(tmp_path)
+    init = tmp_path / "mse.safetensors"
+    mse = DenoiserTrainingConfig(architecture="unet", sigma=0.12, epochs=1, batch_size=32)
+    train_denoiser(mse, TrainingData(data, 32, None), data.head(16), [], tmp_path / "a", init)
+    stab = DenoiserTrainingConfig(
+        architecture="unet", sigma=0.12, objective="mse+stab", init=str(init), epochs=1,
+        batch_size=32, lr=1e-4,
+    )  # fmt: skip
+    metadata = train_denoiser(
+        stab, TrainingData(data, 32, None), data.head(16), [surrogate], tmp_path / "b",
+        tmp_path / "stab.safetensors",
+    )  # fmt: skip
+    assert metadata["classifiers"] == [
+        {"name": surrogate.name, "version": surrogate.version, "role": "surrogate"}
+    ]
+    assert {"agreement", "accuracy", "psnr_denoised"} <= metadata["validation"].keys()
+
+
+def load_classifier_random(tmp_path: Path):
+    from denoisers.checkpoints import save_checkpoint
+    from denoisers.classifiers import cifar_resnet
+
+    path = tmp_path / "surrogate.safetensors"
+    save_checkpoint(path, cifar_resnet(20).state_dict(), {"architecture": "cifar-resnet20"})
+    return load_classifier(f"cifar-resnet20:{path}")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"objective": "mse+stab"}, "give --init"),
+        ({"objective": "l1"}, "objective must be one of"),
+        ({"architecture": "none"}, "not a trainable denoiser"),
+    ],
+)
+def test_impossible_training_configs_are_refused(changes: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DenoiserTrainingConfig(**changes)
+
+
+def test_train_denoiser_cli_refuses_surrogates_with_a_target(tmp_path: Path) -> None:
+    npz = tmp_path / "val.npz"
+    np.savez(npz, x=np.zeros((2, 32, 32, 3), np.uint8), y=np.zeros(2), classes=np.array(["a"]))
+    result = subprocess.run(
+        [DSMOOTH, "train-denoiser", "--sigma", "0.25", "--data", str(tmp_path),
+         "--validation", str(npz), "--surrogate", "x", "--target", "y",
+         "--run-dir", str(tmp_path / "r"), "--out", str(tmp_path / "o.safetensors")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "dsmooth: error: give --surrogate (black-box) or --target (white-box), not both"
+    )
