@@ -12,6 +12,7 @@ JSON (per-image results included) for ``dsmooth report``.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import platform
 import time
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             params = CertifyParams(sigma=sigma, n0=args.n0, n=args.n, alpha=args.alpha)
             results, began = [], time.perf_counter()
             for index in tqdm(range(len(data)), desc=f"{denoiser.name} sigma={sigma}"):
-                cert = certifier.certify(data.floats(index, index + 1)[0], params)
+                cert = asyncio.run(certifier.certify(data.floats(index, index + 1)[0], params))
                 truth = classifier.classes[int(data.labels[index])]
                 results.append(
                     {

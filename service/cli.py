@@ -6,6 +6,7 @@ and one line on stderr.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections.abc import Callable
@@ -154,7 +155,7 @@ def certify(
     pixels = load_image(image)
     certifier = _certifier(classifier, denoiser, device, batch_size)
     with _Bar(progress) as bar:
-        result = certifier.certify(pixels, params, bar)
+        result = asyncio.run(certifier.certify(pixels, params, bar))
     _print(result, as_json)
 
 
@@ -177,7 +178,7 @@ def predict(
     pixels = load_image(image)
     certifier = _certifier(classifier, denoiser, device, batch_size)
     with _Bar(progress) as bar:
-        result = certifier.predict(pixels, params, bar)
+        result = asyncio.run(certifier.predict(pixels, params, bar))
     _print(result, as_json)
 
 

@@ -1,17 +1,20 @@
-"""One certification end to end: plan the noise, run the chunks, turn counts into a certificate."""
+"""One certification end to end: plan the noise, run or recall the chunks, turn counts into a
+certificate."""
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Hashable, Mapping
-from typing import TypedDict
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, TypedDict
 
 import numpy as np
 import torch
 
 from service import smoothing
-from service.sampling import DEFAULT_CHUNK_SIZE, Phase, image_digest, plan_phase
+from service.sampling import DEFAULT_CHUNK_SIZE, Chunk, Phase, image_digest, plan_phase
 from service.schemas import (
     Certificate,
     CertifyParams,
@@ -22,9 +25,9 @@ from service.schemas import (
     Queries,
     Timings,
 )
-from service.worker import LocalWorker
+from service.votes import ChunkCounts, VoteStore, chunk_key
 
-__all__ = ["Certifier", "Progress", "chunk_size_for"]
+__all__ = ["Certifier", "Progress", "Sampler", "chunk_size_for"]
 
 Progress = Callable[[int, int], None]
 """Called with (samples done, samples planned) after every chunk."""
@@ -38,6 +41,34 @@ def chunk_size_for(shape: tuple[int, ...]) -> int:
     return int(max(1, min(DEFAULT_CHUNK_SIZE, _NOISE_FLOATS_PER_CHUNK // int(np.prod(shape)))))
 
 
+class Sampler(Protocol):
+    """What executes chunks: noise -> denoiser -> classifier -> label counts."""
+
+    denoiser_ref: ModelRef
+    classifier_ref: ModelRef
+    device_name: str
+    precision: str
+    price_per_query: float
+
+    @property
+    def stream_params(self) -> dict[str, object]: ...
+
+    def label_name(self, key: str) -> str: ...
+
+    async def count(self, image: torch.Tensor, chunk: Chunk, sigma: float) -> ChunkCounts: ...
+
+    async def clean_label_key(self, image: torch.Tensor) -> str: ...
+
+
+@dataclass
+class _Tally:
+    """Counts of one phase plus where its queries came from."""
+
+    counts: Counter[str]
+    failed: int = 0
+    cached: int = 0
+
+
 class _CommonFields(TypedDict):
     request_id: str
     top_counts: list[LabelCount]
@@ -46,42 +77,50 @@ class _CommonFields(TypedDict):
     sigma: float
     classifier: ModelRef
     denoiser: ModelRef
-    queries: Queries
     device: str
     precision: str
     image_digest: str
 
 
 class Certifier:
-    """CERTIFY and PREDICT on a :class:`LocalWorker`, with noise seeded by ``secret``."""
+    """CERTIFY and PREDICT on a :class:`Sampler`, noise seeded by ``secret``, votes memoised in
+    ``store`` when one is given."""
 
-    def __init__(self, worker: LocalWorker, secret: bytes) -> None:
+    def __init__(self, sampler: Sampler, secret: bytes, store: VoteStore | None = None) -> None:
         if not secret:
             raise ValueError("the server secret must not be empty")
-        self.worker, self._secret = worker, secret
+        self.sampler, self.store, self._secret = sampler, store, secret
 
-    def certify(
+    async def certify(
         self, image: torch.Tensor, params: CertifyParams, progress: Progress | None = None
     ) -> Certificate:
         start = time.perf_counter()
         digest = image_digest(image)
-        planned = params.n + (params.n0 if params.candidate == "noisy" else 0)
-        tracker = _Tracker(planned, progress)
-        if params.candidate == "clean":
-            candidate: int | None = self.worker.clean_label(image)
-            queries = 1 + params.n
+        noisy_selection = params.candidate == "noisy"
+        tracker = _Tracker(params.n + (params.n0 if noisy_selection else 0), progress)
+        if noisy_selection:
+            selection = await self._tally(
+                image, digest, Phase.SELECTION, params.n0, params, tracker
+            )
+            candidate = smoothing.select_candidate(selection.counts)
         else:
-            selection = self._counts(image, digest, Phase.SELECTION, params.n0, params, tracker)
-            candidate = smoothing.select_candidate(_as_mapping(selection))
-            queries = params.n0 + params.n
+            selection = _Tally(Counter())
+            candidate = await self.sampler.clean_label_key(image)
         selected = time.perf_counter()
-        estimation = self._counts(image, digest, Phase.ESTIMATION, params.n, params, tracker)
+        estimation = await self._tally(image, digest, Phase.ESTIMATION, params.n, params, tracker)
         result = smoothing.certify(
-            candidate, _as_mapping(estimation), params.n, params.sigma, params.alpha
+            candidate, estimation.counts, params.n, params.sigma, params.alpha
         )
         end = time.perf_counter()
+        queries = Queries(
+            total=params.n + (params.n0 if noisy_selection else 1),
+            cached=selection.cached + estimation.cached,
+            failed=selection.failed + estimation.failed,
+        )
         return Certificate(
-            **self._common(digest, estimation, params, queries),
+            **self._common(digest, estimation, params),
+            queries=queries,
+            cost=self._cost(queries),
             label=self._name(result.label),
             label_key=_key(result.label),
             abstained=result.abstained,
@@ -89,23 +128,26 @@ class Certifier:
             p_lower=result.p_lower,
             candidate=self._name(candidate),
             candidate_source=params.candidate,
-            n0=params.n0 if params.candidate == "noisy" else 0,
+            n0=params.n0 if noisy_selection else 0,
             timings=Timings(
                 selection_s=selected - start, estimation_s=end - selected, total_s=end - start
             ),
         )
 
-    def predict(
+    async def predict(
         self, image: torch.Tensor, params: PredictParams, progress: Progress | None = None
     ) -> Prediction:
         start = time.perf_counter()
         digest = image_digest(image)
         tracker = _Tracker(params.n, progress)
-        counts = self._counts(image, digest, Phase.ESTIMATION, params.n, params, tracker)
-        result = smoothing.predict(_as_mapping(counts), params.alpha)
+        tally = await self._tally(image, digest, Phase.ESTIMATION, params.n, params, tracker)
+        result = smoothing.predict(tally.counts, params.alpha)
         end = time.perf_counter()
+        queries = Queries(total=params.n, cached=tally.cached, failed=tally.failed)
         return Prediction(
-            **self._common(digest, counts, params, params.n),
+            **self._common(digest, tally, params),
+            queries=queries,
+            cost=self._cost(queries),
             label=self._name(result.label),
             label_key=_key(result.label),
             abstained=result.abstained,
@@ -113,7 +155,7 @@ class Certifier:
             timings=Timings(estimation_s=end - start, total_s=end - start),
         )
 
-    def _counts(
+    async def _tally(
         self,
         image: torch.Tensor,
         digest: str,
@@ -121,55 +163,49 @@ class Certifier:
         total: int,
         params: PredictParams,
         tracker: _Tracker,
-    ) -> np.ndarray:
-        counts = np.zeros(self.worker.num_classes, dtype=np.int64)
-        chunks = plan_phase(
-            self._secret,
-            digest,
-            self._stream_params(params.sigma),
-            phase,
-            total,
-            chunk_size_for(tuple(image.shape)),
-        )
-        for chunk in chunks:
-            counts += self.worker.count_chunk(image, chunk, params.sigma)
+    ) -> _Tally:
+        tally = _Tally(Counter())
+        stream = {**self.sampler.stream_params, "sigma": params.sigma}
+        chunk_size = chunk_size_for(tuple(image.shape))
+        for chunk in plan_phase(self._secret, digest, stream, phase, total, chunk_size):
+            key = chunk_key(digest, chunk)
+            votes = await self.store.get(key) if self.store is not None else None
+            if votes is not None:
+                tally.cached += chunk.size
+            else:
+                votes = await self.sampler.count(image, chunk, params.sigma)
+                if self.store is not None:
+                    await self.store.put(key, votes)
+            tally.counts.update(votes.counts)
+            tally.failed += votes.failed
             tracker.advance(chunk.size)
-        return counts
+        return tally
 
-    def _stream_params(self, sigma: float) -> dict[str, object]:
-        """What defines a noise stream besides the image, phase and chunk: part of every seed."""
-        worker = self.worker
-        return {
-            "sigma": sigma,
-            "denoiser": f"{worker.denoiser.name}@{worker.denoiser.version}",
-            "classifier": f"{worker.classifier.name}@{worker.classifier.version}",
-            "rng": worker.rng,
-        }
-
-    def _common(
-        self, digest: str, counts: np.ndarray, params: PredictParams, queries: int
-    ) -> _CommonFields:
-        worker = self.worker
-        top = smoothing.ranked(_as_mapping(counts))[:_TOP_COUNTS]
+    def _common(self, digest: str, tally: _Tally, params: PredictParams) -> _CommonFields:
+        sampler = self.sampler
+        top = smoothing.ranked(tally.counts)[:_TOP_COUNTS]
         return {
             "request_id": uuid.uuid4().hex,
             "top_counts": [
-                LabelCount(label=self._name(label) or "", key=str(label), count=count)
-                for label, count in top
+                LabelCount(label=sampler.label_name(key), key=key, count=count)
+                for key, count in top
             ],
             "n": params.n,
             "alpha": params.alpha,
             "sigma": params.sigma,
-            "classifier": ModelRef(name=worker.classifier.name, version=worker.classifier.version),
-            "denoiser": ModelRef(name=worker.denoiser.name, version=worker.denoiser.version),
-            "queries": Queries(total=queries),
-            "device": str(worker.device),
-            "precision": "fp32",
+            "classifier": sampler.classifier_ref,
+            "denoiser": sampler.denoiser_ref,
+            "device": sampler.device_name,
+            "precision": sampler.precision,
             "image_digest": digest,
         }
 
-    def _name(self, label: Hashable | None) -> str | None:
-        return None if label is None else self.worker.classifier.classes[int(str(label))]
+    def _cost(self, queries: Queries) -> float:
+        """What the queries sent this time cost (cached ones are free)."""
+        return round((queries.total - queries.cached) * self.sampler.price_per_query, 6)
+
+    def _name(self, key: object | None) -> str | None:
+        return None if key is None else self.sampler.label_name(str(key))
 
 
 class _Tracker:
@@ -182,9 +218,5 @@ class _Tracker:
             self.progress(self.done, self.planned)
 
 
-def _as_mapping(counts: np.ndarray) -> Mapping[int, int]:
-    return {index: int(count) for index, count in enumerate(counts) if count}
-
-
-def _key(label: Hashable | None) -> str | None:
+def _key(label: object | None) -> str | None:
     return None if label is None else str(label)

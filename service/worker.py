@@ -7,6 +7,9 @@ because it happens *after* the noise), classify, take the arg-max.
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -14,6 +17,8 @@ from torch import nn
 
 from denoisers.registry import LoadedModel
 from service.sampling import Chunk, draw_noise
+from service.schemas import ModelRef
+from service.votes import ChunkCounts
 
 __all__ = ["DEFAULT_BATCH_SIZE", "BaseClassifier", "LocalWorker", "resize_to", "resolve_device"]
 
@@ -51,7 +56,11 @@ class BaseClassifier(nn.Module):
 
 
 class LocalWorker:
-    """Runs a denoiser + local classifier pair on one device, a batch at a time."""
+    """Runs a denoiser + local classifier pair on one device, a batch at a time.
+
+    The async methods run the model on one dedicated thread, so concurrent requests queue for
+    the device instead of oversubscribing it, and the event loop stays free.
+    """
 
     def __init__(
         self,
@@ -68,11 +77,40 @@ class LocalWorker:
         self.num_classes = len(classifier.classes)
         self.model = BaseClassifier(denoiser.module, classifier.module, classifier.input_size)
         self.model.eval().to(self.device)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsmooth-model")
+        self.precision = "fp32"
+        self.price_per_query = 0.0
+        self.device_name = str(self.device)
+        self.denoiser_ref = ModelRef(name=denoiser.name, version=denoiser.version)
+        self.classifier_ref = ModelRef(name=classifier.name, version=classifier.version)
 
     @property
     def rng(self) -> str:
         """Which generator family draws the noise: part of what defines a noise stream."""
         return f"torch-{self.device.type}"
+
+    @property
+    def stream_params(self) -> dict[str, object]:
+        """What defines a noise stream besides image, phase and chunk: part of every seed."""
+        return {
+            "denoiser": f"{self.denoiser.name}@{self.denoiser.version}",
+            "classifier": f"{self.classifier.name}@{self.classifier.version}",
+            "rng": self.rng,
+            "precision": self.precision,
+        }
+
+    def label_name(self, key: str) -> str:
+        return self.classifier.classes[int(key)]
+
+    async def count(self, image: torch.Tensor, chunk: Chunk, sigma: float) -> ChunkCounts:
+        """:meth:`count_chunk` on the model thread, as label-key counts."""
+        loop = asyncio.get_running_loop()
+        counts = await loop.run_in_executor(self._executor, self.count_chunk, image, chunk, sigma)
+        return ChunkCounts({str(i): int(c) for i, c in enumerate(counts) if c})
+
+    async def clean_label_key(self, image: torch.Tensor) -> str:
+        loop = asyncio.get_running_loop()
+        return str(await loop.run_in_executor(self._executor, self.clean_label, image))
 
     @torch.inference_mode()
     def labels(self, images: torch.Tensor) -> torch.Tensor:

@@ -1,3 +1,4 @@
+import asyncio
 import math
 import multiprocessing
 
@@ -10,7 +11,8 @@ from denoisers.classifiers import cifar_resnet
 from denoisers.registry import LoadedModel, load_denoiser
 from service.pipeline import Certifier, chunk_size_for
 from service.sampling import Phase, image_digest, plan_phase
-from service.schemas import CertifyParams, PredictParams
+from service.schemas import Certificate, CertifyParams, PredictParams
+from service.votes import InMemoryVoteStore
 from service.worker import LocalWorker
 from tests.models import no_denoiser, random_conv_classifier, threshold_classifier
 
@@ -26,7 +28,9 @@ def _wrong_fraction(p_a: float, sigma: float, n0: int, n: int, alpha: float, run
     params = CertifyParams(sigma=sigma, n0=n0, n=n, alpha=alpha)
     wrong = 0
     for run in range(runs):
-        certificate = Certifier(worker, SECRET + str(run).encode()).certify(image, params)
+        certificate = asyncio.run(
+            Certifier(worker, SECRET + str(run).encode()).certify(image, params)
+        )
         if not certificate.abstained and (
             certificate.label != "a" or certificate.radius > true_radius
         ):
@@ -61,7 +65,7 @@ def image() -> torch.Tensor:
 
 def _certificate_counts(worker: LocalWorker, image: torch.Tensor, secret: bytes) -> list:
     params = CertifyParams(sigma=0.5, n0=30, n=2100)
-    certificate = Certifier(worker, secret).certify(image, params)
+    certificate = asyncio.run(Certifier(worker, secret).certify(image, params))
     return [(c.key, c.count) for c in certificate.top_counts]
 
 
@@ -112,7 +116,7 @@ def test_another_process_computes_the_same_counts(conv_classifier, image) -> Non
 def test_clean_candidate_spends_one_query_instead_of_n0(conv_classifier, image) -> None:
     worker = LocalWorker(no_denoiser(), conv_classifier, device="cpu")
     params = CertifyParams(sigma=0.12, n0=0, n=200, candidate="clean")
-    certificate = Certifier(worker, SECRET).certify(image, params)
+    certificate = asyncio.run(Certifier(worker, SECRET).certify(image, params))
     assert certificate.queries.total == 201 and certificate.n0 == 0
     assert certificate.candidate == conv_classifier.classes[worker.clean_label(image)]
 
@@ -124,8 +128,10 @@ def test_noisy_candidate_needs_selection_samples() -> None:
 
 def test_predict_abstains_when_two_classes_split_the_vote() -> None:
     worker = LocalWorker(no_denoiser(), threshold_classifier(0.5, 0.5, 0.25, p_b=0.5), device="cpu")
-    result = Certifier(worker, SECRET).predict(
-        torch.full((3, 1, 1), 0.5), PredictParams(sigma=0.25, n=1000, alpha=0.001)
+    result = asyncio.run(
+        Certifier(worker, SECRET).predict(
+            torch.full((3, 1, 1), 0.5), PredictParams(sigma=0.25, n=1000, alpha=0.001)
+        )
     )
     assert result.abstained and result.label is None
     assert {c.label for c in result.top_counts} >= {"a", "b"}
@@ -134,8 +140,10 @@ def test_predict_abstains_when_two_classes_split_the_vote() -> None:
 def test_progress_reports_every_planned_sample(conv_classifier, image) -> None:
     worker = LocalWorker(no_denoiser(), conv_classifier, device="cpu")
     seen: list[tuple[int, int]] = []
-    Certifier(worker, SECRET).certify(
-        image, CertifyParams(sigma=0.25, n0=100, n=1500), lambda d, p: seen.append((d, p))
+    asyncio.run(
+        Certifier(worker, SECRET).certify(
+            image, CertifyParams(sigma=0.25, n0=100, n=1500), lambda d, p: seen.append((d, p))
+        )
     )
     assert seen[-1] == (1600, 1600)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
@@ -155,6 +163,33 @@ def test_resize_happens_after_the_noise(image) -> None:
     )
     worker = LocalWorker(load_denoiser("none"), classifier, device="cpu")
     big = torch.rand(3, 64, 64)
-    certificate = Certifier(worker, SECRET).certify(big, CertifyParams(n0=10, n=50))
+    certificate = asyncio.run(Certifier(worker, SECRET).certify(big, CertifyParams(n0=10, n=50)))
     assert sum(c.count for c in certificate.top_counts) <= 50
     assert certificate.image_digest == image_digest(big)
+
+
+def _strip(certificate: Certificate) -> dict:
+    """The certificate without what differs between runs (id, timings, cache accounting)."""
+    return certificate.model_dump(exclude={"request_id", "timings", "queries", "cost"})
+
+
+def test_a_repeated_request_is_answered_from_the_vote_store(conv_classifier, image) -> None:
+    worker = LocalWorker(no_denoiser(), conv_classifier, device="cpu")
+    certifier = Certifier(worker, SECRET, InMemoryVoteStore())
+    params = CertifyParams(sigma=0.5, n0=100, n=2000)
+    first = asyncio.run(certifier.certify(image, params))
+    second = asyncio.run(certifier.certify(image, params))
+    assert first.queries.cached == 0
+    assert second.queries.cached == second.queries.total == 2100
+    assert _strip(second) == _strip(first)
+
+
+def test_a_larger_n_reuses_stored_chunks_and_equals_a_fresh_run(conv_classifier, image) -> None:
+    worker = LocalWorker(no_denoiser(), conv_classifier, device="cpu")
+    store = InMemoryVoteStore()
+    asyncio.run(Certifier(worker, SECRET, store).certify(image, CertifyParams(n0=100, n=2000)))
+    larger = CertifyParams(n0=100, n=3500)
+    extended = asyncio.run(Certifier(worker, SECRET, store).certify(image, larger))
+    fresh = asyncio.run(Certifier(worker, SECRET).certify(image, larger))
+    assert extended.queries.cached == 100 + 2000  # the selection chunk and two full chunks
+    assert _strip(extended) == _strip(fresh)
