@@ -13,10 +13,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## run: certify the bundled example photo (a cat, 32x32) with the embedded defaults
+## run: the REST gateway on 127.0.0.1:8000 with the embedded defaults; prints a curl example
 run: $(STAMP)
 	$(BIN)/dsmooth example --out $(EXAMPLE)
-	$(BIN)/dsmooth certify $(EXAMPLE) --n0 100 --n 1000 --sigma 0.12
+	$(BIN)/dsmooth serve --host 127.0.0.1 --port 8000 --example $(EXAMPLE)
 
 ## test: every check: lint, format, types, the whole test suite
 test: check

@@ -25,6 +25,7 @@ from denoisers.registry import (
     load_denoiser,
     shipped_checkpoints,
 )
+from service.auth import ApiKey, hash_api_key, new_api_key
 from service.cli_training import train_classifier_command, train_denoiser_command
 from service.examples import EXAMPLES, write_example
 from service.imaging import ImageDecodeError, load_image
@@ -189,6 +190,38 @@ def predict(
 def example(out: Path, name: str, size: int) -> None:
     """Write an example photo (from scikit-image) as a square PNG."""
     click.echo(write_example(out, name, size))
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--example", type=click.Path(path_type=Path), help="image for the curl example")
+@click.option("--log-level", default="info", show_default=True)
+def serve(host: str, port: int, example: Path | None, log_level: str) -> None:
+    """Run the REST gateway (settings from DSMOOTH_* variables and .env)."""
+    import uvicorn
+
+    from service.app import create_app
+
+    app = create_app(Settings())
+    image = example or Path("example.png")
+    click.echo(
+        f"serving on http://{host}:{port} (API docs: http://{host}:{port}/docs). Try:\n"
+        f"  curl -s -F image=@{image} -F n=1000 -F sigma=0.12 http://{host}:{port}/v1/certify\n",
+        err=True,
+    )
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+@cli.command("new-api-key")
+@click.option("--name", required=True, help="who gets the key")
+@click.option("--daily-queries", type=click.IntRange(min=0), help="daily query budget")
+def new_api_key_command(name: str, daily_queries: int | None) -> None:
+    """Make an API key: give the key to its holder, put the JSON entry in DSMOOTH_API_KEYS."""
+    key = new_api_key()
+    entry = ApiKey(name=name, sha256=hash_api_key(key), daily_queries=daily_queries)
+    click.echo(f"key (shown once): {key}")
+    click.echo(f"DSMOOTH_API_KEYS entry: {entry.model_dump_json()}")
 
 
 @cli.command()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -27,12 +28,24 @@ ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 DEFAULT_MAX_PIXELS = 16_000_000
 
 
+DecodeFailure = Literal["empty", "unsupported", "too_large", "corrupt"]
+
+
 class ImageDecodeError(ValueError):
     """The bytes are not an image this service accepts; the message says why."""
 
+    def __init__(self, message: str, reason: DecodeFailure = "corrupt") -> None:
+        super().__init__(message)
+        self.reason: DecodeFailure = reason
+
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
-    """Decode PNG/JPEG/WebP/BMP/GIF bytes to an RGB float32 tensor [3, H, W] in [0, 1]."""
+    """Decode PNG/JPEG/WebP/BMP/GIF bytes to an RGB float32 tensor [3, H, W] in [0, 1].
+
+    16-bit images are scaled, not clipped; transparent images are composited onto white.
+    """
+    if not data:
+        raise ImageDecodeError("the image is empty (0 bytes)", "empty")
     try:
         with warnings.catch_warnings():
             # Pillow's decompression-bomb guard warns first and raises at twice the limit:
@@ -43,23 +56,39 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Ten
                 if width * height > max_pixels:
                     raise ImageDecodeError(
                         f"image is {width}x{height} = {width * height:,} pixels; "
-                        f"the limit is {max_pixels:,}"
+                        f"the limit is {max_pixels:,}",
+                        "too_large",
                     )
                 opened.seek(0)
-                upright = ImageOps.exif_transpose(opened)
-                rgb = upright.convert("RGB")
+                rgb = _to_rgb(ImageOps.exif_transpose(opened))
     except ImageDecodeError:
         raise
     except UnidentifiedImageError as exc:
         raise ImageDecodeError(
-            f"not a recognised image; accepted formats: {', '.join(ACCEPTED_FORMATS)}"
+            f"not a recognised image; accepted formats: {', '.join(ACCEPTED_FORMATS)}",
+            "unsupported",
         ) from exc
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-        raise ImageDecodeError(f"image refused as a decompression bomb: {exc}") from exc
+        raise ImageDecodeError(
+            f"image refused: it has over {max_pixels:,} pixels (a decompression bomb?)",
+            "too_large",
+        ) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageDecodeError(f"image could not be decoded: {exc}") from exc
     array = np.asarray(rgb, dtype=np.uint8)
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
+        # 16-bit greyscale: scale to 8 bits (Pillow's own conversion would clip at 255).
+        wide = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray(np.clip(wide / 257.0, 0, 255).round().astype(np.uint8), "L")
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")
 
 
 def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
@@ -67,8 +96,8 @@ def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise ImageDecodeError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        raise ImageDecodeError(f"cannot read {path}: {exc.strerror or exc}", "empty") from exc
     try:
         return decode_image(data, max_pixels)
     except ImageDecodeError as exc:
-        raise ImageDecodeError(f"{path}: {exc}") from exc
+        raise ImageDecodeError(f"{path}: {exc}", exc.reason) from exc

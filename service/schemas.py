@@ -8,10 +8,19 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "Certificate",
+    "CertifyForm",
+    "CertifyOptions",
     "CertifyParams",
+    "CertifyRequest",
+    "JobForm",
+    "JobOptions",
+    "JobRequest",
     "LabelCount",
     "ModelRef",
+    "PredictForm",
+    "PredictOptions",
     "PredictParams",
+    "PredictRequest",
     "Prediction",
     "Queries",
     "Timings",
@@ -27,7 +36,7 @@ class _Strict(BaseModel):
 class PredictParams(_Strict):
     sigma: float = Field(0.25, gt=0, le=4.0, description="noise level in [0, 1] pixel units")
     n: int = Field(10_000, ge=1, le=10_000_000, description="number of noisy samples")
-    alpha: float = Field(0.001, gt=0, le=0.5, description="failure probability")
+    alpha: float = Field(0.001, gt=0, lt=0.5, description="failure probability")
 
 
 class CertifyParams(PredictParams):
@@ -97,3 +106,56 @@ class Certificate(_Result):
 
 class Prediction(_Result):
     p_value: float = Field(description="two-sided binomial test of the top two counts")
+
+
+class _ModelChoice(_Strict):
+    classifier: str | None = Field(None, description="catalog name (GET /v1/classifiers)")
+    denoiser: str | None = Field(None, description="catalog name (GET /v1/denoisers)")
+    budget: int | None = Field(
+        None, ge=1, description="most classifier queries this request may spend"
+    )
+
+
+class CertifyOptions(CertifyParams, _ModelChoice):
+    """Everything of a certification request but the image."""
+
+
+class PredictOptions(PredictParams, _ModelChoice):
+    """Everything of a prediction request but the image."""
+
+
+class JobOptions(CertifyOptions):
+    operation: Literal["certify", "predict"] = Field("certify", description="what the job runs")
+
+
+_IMAGE_B64 = Field(
+    description="the image (PNG, JPEG, WebP, BMP, GIF), base64-encoded; a data: URL works too"
+)
+_IMAGE_FILE = Field(
+    description="the image file (PNG, JPEG, WebP, BMP, GIF)",
+    json_schema_extra={"type": "string", "format": "binary"},
+)
+
+
+class CertifyRequest(CertifyOptions):
+    image: str = _IMAGE_B64
+
+
+class PredictRequest(PredictOptions):
+    image: str = _IMAGE_B64
+
+
+class JobRequest(JobOptions):
+    image: str = _IMAGE_B64
+
+
+class CertifyForm(CertifyOptions):
+    image: bytes = _IMAGE_FILE
+
+
+class PredictForm(PredictOptions):
+    image: bytes = _IMAGE_FILE
+
+
+class JobForm(JobOptions):
+    image: bytes = _IMAGE_FILE

@@ -7,6 +7,7 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.auth import ApiKey
 from service.imaging import DEFAULT_MAX_PIXELS
 from service.worker import DEFAULT_BATCH_SIZE
 
@@ -32,16 +33,43 @@ class Settings(BaseSettings):
     classifier: str = Field(DEFAULT_CLASSIFIER, description="default classifier spec")
     denoiser: str = Field(DEFAULT_DENOISER, description="default denoiser spec")
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0, description="largest decoded image accepted")
+    max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="largest image upload")
+    max_n_local: int = Field(1_000_000, gt=0, description="cap on n0 + n for local classifiers")
+    extra_classifiers: dict[str, str] = Field(
+        default_factory=dict, description="more classifiers to serve: {name: spec}"
+    )
+    extra_denoisers: dict[str, str] = Field(
+        default_factory=dict, description="more denoisers to serve: {name: spec}"
+    )
+    api_keys: list[ApiKey] = Field(
+        default_factory=list,
+        description='JSON list of {"name", "sha256", "daily_queries"}; see `dsmooth new-api-key`',
+    )
+    cors_origins: list[str] = Field(default_factory=list, description="allowed browser origins")
+    job_ttl_seconds: float = Field(3600, gt=0, description="how long finished jobs are kept")
+    max_jobs: int = Field(1000, gt=0, description="jobs kept in memory at most")
 
     @model_validator(mode="after")
-    def _refuse_placeholder_secret(self) -> Self:
+    def _refuse_unsafe_production(self) -> Self:
+        if self.environment == "development":
+            return self
         value = self.secret.get_secret_value()
-        if self.environment != "development" and (value == PLACEHOLDER_SECRET or len(value) < 16):
+        if value == PLACEHOLDER_SECRET or len(value) < 16:
             raise ValueError(
                 "DSMOOTH_SECRET must be set to a random value of at least 16 characters outside "
                 "development (e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
             )
+        if not self.api_keys:
+            raise ValueError(
+                "DSMOOTH_API_KEYS must list at least one key outside development "
+                "(open access is for local development only); see `dsmooth new-api-key`"
+            )
         return self
+
+    @property
+    def open_access(self) -> bool:
+        """No API key needed: development with no keys configured."""
+        return self.environment == "development" and not self.api_keys
 
     @property
     def secret_bytes(self) -> bytes:

@@ -68,6 +68,7 @@ class LocalWorker:
         classifier: LoadedModel,
         device: torch.device | str = "auto",
         batch_size: int = DEFAULT_BATCH_SIZE,
+        executor: ThreadPoolExecutor | None = None,
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive (got {batch_size})")
@@ -77,7 +78,7 @@ class LocalWorker:
         self.num_classes = len(classifier.classes)
         self.model = BaseClassifier(denoiser.module, classifier.module, classifier.input_size)
         self.model.eval().to(self.device)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsmooth-model")
+        self._executor = executor or ThreadPoolExecutor(1, thread_name_prefix="dsmooth-model")
         self.precision = "fp32"
         self.price_per_query = 0.0
         self.device_name = str(self.device)

@@ -32,3 +32,8 @@ def cifar_test() -> tuple[torch.Tensor, torch.Tensor]:
     data = np.load(_need(LOSSLESS))
     images = torch.from_numpy(data["x"]).permute(0, 3, 1, 2).float().div(255)
     return images, torch.from_numpy(data["y"])
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

@@ -69,3 +69,23 @@ def test_pixel_limit_is_enforced_before_decoding() -> None:
 def test_unreadable_file_names_the_file(tmp_path) -> None:
     with pytest.raises(ImageDecodeError, match=r"absent\.png"):
         load_image(tmp_path / "absent.png")
+
+
+def test_sixteen_bit_greyscale_is_scaled_not_clipped() -> None:
+    wide = np.array([[0, 257 * 100, 65535]], dtype=np.uint16)
+    tensor = decode_image(_encode(Image.fromarray(wide), "PNG"))
+    assert (tensor[0, 0] * 255).round().tolist() == [0.0, 100.0, 255.0]
+
+
+def test_transparent_pixels_are_composited_onto_white() -> None:
+    rgba = Image.new("RGBA", (2, 1), (0, 0, 0, 0))
+    rgba.putpixel((1, 0), (0, 0, 0, 255))
+    tensor = decode_image(_encode(rgba, "PNG"))
+    assert tensor[:, 0, 0].tolist() == [1.0, 1.0, 1.0]  # transparent: white
+    assert tensor[:, 0, 1].tolist() == [0.0, 0.0, 0.0]  # opaque black stays black
+
+
+def test_empty_bytes_are_refused_as_empty() -> None:
+    with pytest.raises(ImageDecodeError, match="empty") as caught:
+        decode_image(b"")
+    assert caught.value.reason == "empty"

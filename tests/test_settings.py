@@ -22,6 +22,15 @@ def test_settings_come_from_the_environment(monkeypatch) -> None:
     monkeypatch.setenv("DSMOOTH_ENVIRONMENT", "production")
     monkeypatch.setenv("DSMOOTH_SECRET", "a" * 32)
     monkeypatch.setenv("DSMOOTH_BATCH_SIZE", "64")
+    monkeypatch.setenv("DSMOOTH_API_KEYS", '[{"name": "ci", "sha256": "' + "0" * 64 + '"}]')
     settings = Settings()
     assert settings.batch_size == 64 and settings.secret_bytes == b"a" * 32
     assert "a" * 32 not in repr(settings)
+
+
+def test_production_refuses_open_access(monkeypatch) -> None:
+    monkeypatch.setenv("DSMOOTH_ENVIRONMENT", "production")
+    monkeypatch.setenv("DSMOOTH_SECRET", "b" * 32)
+    monkeypatch.delenv("DSMOOTH_API_KEYS", raising=False)
+    with pytest.raises(ValidationError, match="DSMOOTH_API_KEYS must list"):
+        Settings()

@@ -1,0 +1,105 @@
+"""API keys and per-key daily query budgets.
+
+Keys are configured as SHA-256 hashes (``dsmooth new-api-key`` makes a key and its hash), compared
+in constant time. Open access exists only in development with no key configured.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from pydantic import BaseModel, Field
+
+from service.problems import ProblemError
+
+__all__ = ["OPEN_ACCESS", "ApiKey", "Authenticator", "DailyBudgets", "Principal", "hash_api_key"]
+
+
+class ApiKey(BaseModel):
+    name: str = Field(min_length=1, description="who holds the key (shown in logs, never the key)")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of the key")
+    daily_queries: int | None = Field(None, ge=0, description="classifier queries per UTC day")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    name: str
+    daily_queries: int | None
+
+
+OPEN_ACCESS = Principal("anonymous", None)
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_api_key() -> str:
+    return "dsk_" + secrets.token_urlsafe(32)
+
+
+class Authenticator:
+    def __init__(self, keys: list[ApiKey], open_access: bool) -> None:
+        self._keys = [(bytes.fromhex(k.sha256), k) for k in keys]
+        self.open_access = open_access and not keys
+
+    def identify(self, presented: str | None) -> Principal:
+        """The key's holder; a 401 problem when the key is missing or unknown."""
+        if self.open_access:
+            return OPEN_ACCESS
+        if not presented:
+            raise _unauthorised(
+                "send an API key as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"
+            )
+        digest = hashlib.sha256(presented.encode()).digest()
+        match = None
+        for stored, key in self._keys:  # no early exit: time does not depend on which key
+            if hmac.compare_digest(stored, digest):
+                match = key
+        if match is None:
+            raise _unauthorised("the API key is not valid")
+        return Principal(match.name, match.daily_queries)
+
+
+def _unauthorised(detail: str) -> ProblemError:
+    return ProblemError(
+        401, "unauthorised", "Missing or wrong API key", detail, {"WWW-Authenticate": "Bearer"}
+    )
+
+
+class DailyBudgets:
+    """Queries spent per key per UTC day, in process memory."""
+
+    def __init__(self) -> None:
+        self._spent: dict[tuple[str, dt.date], int] = {}
+
+    def check(self, principal: Principal, queries: int) -> None:
+        """Refuse with 429 when ``queries`` more would exceed the key's budget for today."""
+        spent = self.spent_today(principal)
+        limit = principal.daily_queries
+        if limit is not None and spent + queries > limit:
+            raise ProblemError(
+                429,
+                "daily-budget-exhausted",
+                "Daily query budget exhausted",
+                f"this request needs {queries:,} queries but the key has {limit - spent:,} "
+                f"left today (of {limit:,}); lower n or n0, or wait until 00:00 UTC",
+            )
+
+    def reserve(self, principal: Principal, queries: int) -> None:
+        """Book ``queries`` for today, or refuse with 429 when the budget would be exceeded."""
+        self.check(principal, queries)
+        key = (principal.name, dt.datetime.now(dt.UTC).date())
+        self._spent[key] = self._spent.get(key, 0) + queries
+
+    def refund(self, principal: Principal, queries: int) -> None:
+        """Give back reserved queries that were not sent (cached, or the request failed)."""
+        key = (principal.name, dt.datetime.now(dt.UTC).date())
+        self._spent[key] = max(0, self._spent.get(key, 0) - queries)
+
+    def spent_today(self, principal: Principal) -> int:
+        return self._spent.get((principal.name, dt.datetime.now(dt.UTC).date()), 0)

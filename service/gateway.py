@@ -1,0 +1,157 @@
+"""What one API request goes through: decode, check limits and budgets, certify, account.
+
+:class:`Services` holds the process-wide parts (catalog, vote store, jobs, metrics, auth) and is
+created by the app factory; routes call :meth:`Services.certify` / :meth:`Services.predict`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import torch
+
+from service.auth import Authenticator, DailyBudgets, Principal
+from service.catalog import Catalog
+from service.imaging import ImageDecodeError, decode_image
+from service.jobs import JobManager
+from service.metrics import Metrics
+from service.pipeline import Certifier, Progress
+from service.problems import FieldError, Problem, ProblemError
+from service.schemas import (
+    Certificate,
+    CertifyOptions,
+    CertifyParams,
+    Prediction,
+    PredictOptions,
+    PredictParams,
+)
+from service.settings import Settings
+from service.votes import InMemoryVoteStore, VoteStore
+
+__all__ = ["Prepared", "Services", "problem_for"]
+
+log = logging.getLogger("dsmooth")
+
+R = TypeVar("R", Certificate, Prediction)
+
+_DECODE_STATUS = {"empty": 422, "unsupported": 415, "too_large": 413, "corrupt": 422}
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A request that passed every check, ready to sample."""
+
+    certifier: Certifier
+    image: torch.Tensor
+    params: CertifyParams | PredictParams
+    planned: int
+
+
+class Services:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.catalog = Catalog(settings)
+        self.store: VoteStore = InMemoryVoteStore()
+        self.jobs = JobManager(settings.job_ttl_seconds, settings.max_jobs)
+        self.metrics = Metrics()
+        self.auth = Authenticator(settings.api_keys, settings.open_access)
+        self.budgets = DailyBudgets()
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.catalog.load_all)
+        if self.auth.open_access:
+            log.warning(
+                "open access: no API keys are configured (development only); set "
+                "DSMOOTH_API_KEYS and DSMOOTH_ENVIRONMENT=production to require keys"
+            )
+        else:
+            log.info("API keys required: %d configured", len(self.settings.api_keys))
+
+    async def close(self) -> None:
+        await self.jobs.shutdown()
+        self.catalog.close()
+
+    async def prepare(
+        self, principal: Principal, options: CertifyOptions | PredictOptions, image_bytes: bytes
+    ) -> Prepared:
+        """Everything that can be refused before sampling: models, caps, budgets, the image."""
+        worker = self.catalog.worker(options.classifier, options.denoiser)
+        params: CertifyParams | PredictParams
+        if isinstance(options, CertifyOptions):
+            params = CertifyParams(**options.model_dump(include=set(CertifyParams.model_fields)))
+            planned = params.n + (params.n0 if params.candidate == "noisy" else 1)
+        else:
+            params = PredictParams(**options.model_dump(include=set(PredictParams.model_fields)))
+            planned = params.n
+        cap = self.catalog.max_n(worker.classifier_ref.name)
+        if planned > cap:
+            raise _invalid("n", f"n0 + n = {planned:,} exceeds this classifier's cap of {cap:,}")
+        if options.budget is not None and planned > options.budget:
+            raise _invalid(
+                "budget", f"the request needs {planned:,} queries, over its budget of "
+                f"{options.budget:,}; lower n or n0, or use candidate='clean'"
+            )  # fmt: skip
+        self.budgets.check(principal, planned)
+        try:
+            image = await asyncio.to_thread(decode_image, image_bytes, self.settings.max_pixels)
+        except ImageDecodeError as exc:
+            raise ProblemError(
+                _DECODE_STATUS[exc.reason], f"image-{exc.reason.replace('_', '-')}",
+                "Image not accepted", str(exc),
+            ) from exc  # fmt: skip
+        certifier = Certifier(worker, self.settings.secret_bytes, self.store)
+        return Prepared(certifier, image, params, planned)
+
+    async def certify(
+        self, principal: Principal, prepared: Prepared, progress: Progress | None = None
+    ) -> Certificate:
+        assert isinstance(prepared.params, CertifyParams)
+        run = prepared.certifier.certify(prepared.image, prepared.params, progress)
+        return await self._spend(principal, prepared.planned, run)
+
+    async def predict(
+        self, principal: Principal, prepared: Prepared, progress: Progress | None = None
+    ) -> Prediction:
+        run = prepared.certifier.predict(prepared.image, prepared.params, progress)
+        return await self._spend(principal, prepared.planned, run)
+
+    async def _spend(self, principal: Principal, planned: int, run: Awaitable[R]) -> R:
+        """Reserve the planned queries on the key's daily budget, run, give back the unspent."""
+        self.budgets.reserve(principal, planned)
+        spent = 0
+        try:
+            result = await run
+            spent = result.queries.total - result.queries.cached
+        finally:
+            self.budgets.refund(principal, planned - spent)
+        self.metrics.record(result)
+        return result
+
+
+def problem_for(exc: Exception) -> Problem:
+    """The problem document of a failure inside a background job."""
+    if isinstance(exc, ProblemError):
+        return Problem(
+            type=f"/problems/{exc.slug}", title=exc.title, status=exc.status, detail=exc.detail
+        )
+    log.exception("job failed", exc_info=exc)
+    return Problem(
+        type="/problems/internal-error",
+        title="Internal error",
+        status=500,
+        detail="the certification failed unexpectedly; the error was logged",
+    )
+
+
+def _invalid(field: str, message: str) -> ProblemError:
+    return ProblemError(
+        422,
+        "invalid-parameters",
+        "Invalid parameters",
+        f"{field}: {message}",
+        errors=[FieldError(field=field, message=message)],
+    )

@@ -1,0 +1,35 @@
+"""Route dependencies as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from service.auth import Principal
+from service.gateway import Services
+
+__all__ = ["CallerDep", "ServicesDep"]
+
+_bearer = HTTPBearer(auto_error=False, description="API key as a bearer token")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key header")
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(_services)]
+
+
+def _caller(
+    services: ServicesDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key)],
+) -> Principal:
+    return services.auth.identify(bearer.credentials if bearer is not None else api_key)
+
+
+CallerDep = Annotated[Principal, Depends(_caller)]

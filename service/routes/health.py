@@ -1,0 +1,46 @@
+"""Liveness, readiness and Prometheus metrics (no API key: for orchestrators and scrapers)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+
+from service.routes.deps import ServicesDep
+
+router = APIRouter(tags=["operations"])
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, bool] = {}
+
+
+@router.get("/healthz")
+async def healthz() -> Health:
+    """The process is up."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", responses={503: {"model": Health, "description": "Not ready"}})
+async def readyz(services: ServicesDep) -> Health:
+    """Ready to certify: models loaded and the vote store reachable."""
+    checks = {"models": services.catalog.loaded, "vote_store": await _ping(services)}
+    health = Health(status="ready" if all(checks.values()) else "not ready", checks=checks)
+    if not all(checks.values()):
+        return JSONResponse(health.model_dump(), status_code=503)  # type: ignore[return-value]
+    return health
+
+
+async def _ping(services: ServicesDep) -> bool:
+    try:
+        return await services.store.ping()
+    except Exception:
+        return False
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(services: ServicesDep) -> Response:
+    """Prometheus metrics in the text exposition format."""
+    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)

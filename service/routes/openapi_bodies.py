@@ -1,0 +1,55 @@
+"""OpenAPI request bodies that accept JSON (base64 image) or a multipart upload."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from service.problems import Problem
+from service.schemas import (
+    CertifyForm,
+    CertifyRequest,
+    JobForm,
+    JobRequest,
+    PredictForm,
+    PredictRequest,
+)
+
+__all__ = ["EXTRA_SCHEMAS", "image_body"]
+
+# Schemas the routes reference by hand (their bodies are parsed by read_image_request).
+EXTRA_SCHEMAS: list[type[BaseModel]] = [
+    Problem,
+    CertifyRequest,
+    CertifyForm,
+    PredictRequest,
+    PredictForm,
+    JobRequest,
+    JobForm,
+]
+# A 1x1 grey PNG: small enough to paste, real enough to run.
+EXAMPLE_IMAGE = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGNoaGgAAAMEAYFL09IQAAAAAElFTkSuQmCC"
+)
+
+
+def image_body(json_model: type[BaseModel], form_model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` for a route that reads its body with ``read_image_request``."""
+    example = {"image": EXAMPLE_IMAGE, "sigma": 0.25, "n": 1000}
+    if "n0" in json_model.model_fields:
+        example["n0"] = 100
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": f"#/components/schemas/{json_model.__name__}"},
+                    "example": example,
+                },
+                "multipart/form-data": {
+                    "schema": {"$ref": f"#/components/schemas/{form_model.__name__}"}
+                },
+            },
+        }
+    }
