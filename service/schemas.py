@@ -96,7 +96,45 @@ class _Result(_Strict):
     image_digest: str = Field(description="SHA-256 of the certified float32 pixels")
 
 
+_EXAMPLE_COMMON = {
+    "request_id": "5f0c2d7e9b1a4c3e8d6f7a2b1c0d9e8f",
+    "top_counts": [
+        {"label": "cat", "key": "3", "count": 962},
+        {"label": "dog", "key": "5", "count": 38},
+    ],
+    "n": 1000,
+    "alpha": 0.001,
+    "sigma": 0.25,
+    "classifier": {"name": "cifar10-resnet20", "version": "cifar10-resnet20-20261125"},
+    "denoiser": {"name": "unet-cifar10-s0.25-mse", "version": "unet-cifar10-s0.25-mse-20261125"},
+    "queries": {"total": 1100, "cached": 0, "failed": 0},
+    "cost": 0.0,
+    "timings": {"selection_s": 0.21, "estimation_s": 1.93, "total_s": 2.14},
+    "device": "cpu",
+    "precision": "fp32",
+    "image_digest": "9c1e6b0d4f3a2e1b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b",
+}
+
+
 class Certificate(_Result):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    **_EXAMPLE_COMMON,
+                    "label": "cat",
+                    "label_key": "3",
+                    "abstained": False,
+                    "radius": 0.372541,
+                    "p_lower": 0.932851,
+                    "candidate": "cat",
+                    "candidate_source": "noisy",
+                    "n0": 100,
+                }
+            ]
+        }
+    )
+
     radius: float = Field(description="certified L2 radius in [0, 1] pixel units (0 if abstained)")
     p_lower: float = Field(description="(1 - alpha) lower confidence bound on p_A")
     candidate: str | None = Field(description="the class tested, also when abstaining")
@@ -105,6 +143,21 @@ class Certificate(_Result):
 
 
 class Prediction(_Result):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    **_EXAMPLE_COMMON,
+                    "queries": {"total": 1000, "cached": 0, "failed": 0},
+                    "label": "cat",
+                    "label_key": "3",
+                    "abstained": False,
+                    "p_value": 1.2e-240,
+                }
+            ]
+        }
+    )
+
     p_value: float = Field(description="two-sided binomial test of the top two counts")
 
 
