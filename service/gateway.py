@@ -14,12 +14,13 @@ from typing import TypeVar
 
 import torch
 
+from service.adapters.base import CredentialsError
 from service.auth import Authenticator, DailyBudgets, Principal
 from service.catalog import Catalog
 from service.imaging import ImageDecodeError, decode_image
 from service.jobs import JobManager
 from service.metrics import Metrics
-from service.pipeline import Certifier, Progress
+from service.pipeline import Certifier, ModelVersionChanged, Progress
 from service.problems import FieldError, Problem, ProblemError
 from service.schemas import (
     Certificate,
@@ -73,13 +74,13 @@ class Services:
 
     async def close(self) -> None:
         await self.jobs.shutdown()
-        self.catalog.close()
+        await self.catalog.close()
 
     async def prepare(
         self, principal: Principal, options: CertifyOptions | PredictOptions, image_bytes: bytes
     ) -> Prepared:
         """Everything that can be refused before sampling: models, caps, budgets, the image."""
-        worker = self.catalog.worker(options.classifier, options.denoiser)
+        sampler = self.catalog.sampler(options.classifier, options.denoiser, options.label_map)
         params: CertifyParams | PredictParams
         if isinstance(options, CertifyOptions):
             params = CertifyParams(**options.model_dump(include=set(CertifyParams.model_fields)))
@@ -87,7 +88,7 @@ class Services:
         else:
             params = PredictParams(**options.model_dump(include=set(PredictParams.model_fields)))
             planned = params.n
-        cap = self.catalog.max_n(worker.classifier_ref.name)
+        cap = self.catalog.max_n(sampler.classifier_ref.name)
         if planned > cap:
             raise _invalid("n", f"n0 + n = {planned:,} exceeds this classifier's cap of {cap:,}")
         if options.budget is not None and planned > options.budget:
@@ -103,7 +104,7 @@ class Services:
                 _DECODE_STATUS[exc.reason], f"image-{exc.reason.replace('_', '-')}",
                 "Image not accepted", str(exc),
             ) from exc  # fmt: skip
-        certifier = Certifier(worker, self.settings.secret_bytes, self.store)
+        certifier = Certifier(sampler, self.settings.secret_bytes, self.store)
         return Prepared(certifier, image, params, planned)
 
     async def certify(
@@ -126,6 +127,16 @@ class Services:
         try:
             result = await run
             spent = result.queries.total - result.queries.cached
+        except CredentialsError as exc:
+            raise ProblemError(
+                502, "vendor-credentials-refused", "Vendor refused the credentials",
+                f"{exc}; nothing was certified (the operator must fix the vendor credentials)",
+            ) from exc  # fmt: skip
+        except ModelVersionChanged as exc:
+            raise ProblemError(
+                503, "vendor-model-changed", "Vendor model changed", str(exc),
+                {"Retry-After": "10"},
+            ) from exc  # fmt: skip
         finally:
             self.budgets.refund(principal, planned - spent)
         self.metrics.record(result)

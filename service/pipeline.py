@@ -7,7 +7,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, TypedDict
 
 import numpy as np
@@ -27,7 +27,7 @@ from service.schemas import (
 )
 from service.votes import ChunkCounts, VoteStore, chunk_key
 
-__all__ = ["Certifier", "Progress", "Sampler", "chunk_size_for"]
+__all__ = ["Certifier", "ModelVersionChanged", "Progress", "Sampler", "chunk_size_for"]
 
 Progress = Callable[[int, int], None]
 """Called with (samples done, samples planned) after every chunk."""
@@ -49,6 +49,7 @@ class Sampler(Protocol):
     device_name: str
     precision: str
     price_per_query: float
+    model_version: str | None  # the version the classifier last reported (None: none reported)
 
     @property
     def stream_params(self) -> dict[str, object]: ...
@@ -57,16 +58,36 @@ class Sampler(Protocol):
 
     async def count(self, image: torch.Tensor, chunk: Chunk, sigma: float) -> ChunkCounts: ...
 
-    async def clean_label_key(self, image: torch.Tensor) -> str: ...
+    async def clean_label_key(self, image: torch.Tensor) -> str | None:
+        """The classifier's label on the clean image; None when that query failed."""
+        ...
+
+
+class ModelVersionChanged(RuntimeError):
+    """The classifier reported two model versions within one certification: its votes are not
+    i.i.d. draws of one base classifier, so no certificate can be given (trap 8)."""
 
 
 @dataclass
 class _Tally:
-    """Counts of one phase plus where its queries came from."""
+    """Counts of one certification plus where its queries came from."""
 
     counts: Counter[str]
     failed: int = 0
     cached: int = 0
+    versions: set[str] = field(default_factory=set)
+
+    def add(self, votes: ChunkCounts, cached: bool) -> None:
+        self.counts.update(votes.counts)
+        self.failed += votes.failed
+        self.cached += votes.total if cached else 0
+        if votes.model_version:
+            self.versions.add(votes.model_version)
+            if len(self.versions) > 1:
+                raise ModelVersionChanged(
+                    f"the classifier changed model version during the certification "
+                    f"({', '.join(sorted(self.versions))}); retry"
+                )
 
 
 class _CommonFields(TypedDict):
@@ -98,16 +119,18 @@ class Certifier:
         digest = image_digest(image)
         noisy_selection = params.candidate == "noisy"
         tracker = _Tracker(params.n + (params.n0 if noisy_selection else 0), progress)
+        versions: set[str] = set()  # every model version seen, across both phases
+        selection = _Tally(Counter(), versions=versions)
         if noisy_selection:
-            selection = await self._tally(
-                image, digest, Phase.SELECTION, params.n0, params, tracker
-            )
+            await self._tally(selection, image, digest, Phase.SELECTION, params.n0, params, tracker)
             candidate = smoothing.select_candidate(selection.counts)
         else:
-            selection = _Tally(Counter())
             candidate = await self.sampler.clean_label_key(image)
+            selection.add(ChunkCounts(model_version=self.sampler.model_version), cached=False)
+            selection.failed += candidate is None  # a failed clean query: abstain
         selected = time.perf_counter()
-        estimation = await self._tally(image, digest, Phase.ESTIMATION, params.n, params, tracker)
+        estimation = _Tally(Counter(), versions=versions)
+        await self._tally(estimation, image, digest, Phase.ESTIMATION, params.n, params, tracker)
         result = smoothing.certify(
             candidate, estimation.counts, params.n, params.sigma, params.alpha
         )
@@ -118,7 +141,7 @@ class Certifier:
             failed=selection.failed + estimation.failed,
         )
         return Certificate(
-            **self._common(digest, estimation, params),
+            **self._common(digest, estimation, params, versions),
             queries=queries,
             cost=self._cost(queries),
             label=self._name(result.label),
@@ -140,12 +163,13 @@ class Certifier:
         start = time.perf_counter()
         digest = image_digest(image)
         tracker = _Tracker(params.n, progress)
-        tally = await self._tally(image, digest, Phase.ESTIMATION, params.n, params, tracker)
+        tally = _Tally(Counter())
+        await self._tally(tally, image, digest, Phase.ESTIMATION, params.n, params, tracker)
         result = smoothing.predict(tally.counts, params.alpha)
         end = time.perf_counter()
         queries = Queries(total=params.n, cached=tally.cached, failed=tally.failed)
         return Prediction(
-            **self._common(digest, tally, params),
+            **self._common(digest, tally, params, tally.versions),
             queries=queries,
             cost=self._cost(queries),
             label=self._name(result.label),
@@ -157,32 +181,39 @@ class Certifier:
 
     async def _tally(
         self,
+        tally: _Tally,
         image: torch.Tensor,
         digest: str,
         phase: Phase,
         total: int,
         params: PredictParams,
         tracker: _Tracker,
-    ) -> _Tally:
-        tally = _Tally(Counter())
+    ) -> None:
+        """Add one phase's chunks to ``tally``: from the vote store where stored, else sampled."""
         stream = {**self.sampler.stream_params, "sigma": params.sigma}
         chunk_size = chunk_size_for(tuple(image.shape))
         for chunk in plan_phase(self._secret, digest, stream, phase, total, chunk_size):
-            key = chunk_key(digest, chunk)
-            votes = await self.store.get(key) if self.store is not None else None
+            # Looked up under the version the classifier reported last; stored under the one
+            # that answered this chunk (rule 7).
+            votes = None
+            if self.store is not None:
+                votes = await self.store.get(chunk_key(digest, chunk, self.sampler.model_version))
             if votes is not None:
-                tally.cached += chunk.size
+                tally.add(votes, cached=True)
             else:
                 votes = await self.sampler.count(image, chunk, params.sigma)
                 if self.store is not None:
-                    await self.store.put(key, votes)
-            tally.counts.update(votes.counts)
-            tally.failed += votes.failed
+                    await self.store.put(chunk_key(digest, chunk, votes.model_version), votes)
+                tally.add(votes, cached=False)
             tracker.advance(chunk.size)
-        return tally
 
-    def _common(self, digest: str, tally: _Tally, params: PredictParams) -> _CommonFields:
+    def _common(
+        self, digest: str, tally: _Tally, params: PredictParams, versions: set[str]
+    ) -> _CommonFields:
         sampler = self.sampler
+        classifier = sampler.classifier_ref
+        if versions:  # the version the vendor reported is the one certified
+            classifier = ModelRef(name=classifier.name, version=next(iter(versions)))
         top = smoothing.ranked(tally.counts)[:_TOP_COUNTS]
         return {
             "request_id": uuid.uuid4().hex,
@@ -193,7 +224,7 @@ class Certifier:
             "n": params.n,
             "alpha": params.alpha,
             "sigma": params.sigma,
-            "classifier": sampler.classifier_ref,
+            "classifier": classifier,
             "denoiser": sampler.denoiser_ref,
             "device": sampler.device_name,
             "precision": sampler.precision,

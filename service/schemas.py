@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal, Self
+import json
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "Certificate",
@@ -96,7 +97,7 @@ class _Result(_Strict):
     image_digest: str = Field(description="SHA-256 of the certified float32 pixels")
 
 
-_EXAMPLE_COMMON = {
+_EXAMPLE_COMMON: dict[str, Any] = {
     "request_id": "5f0c2d7e9b1a4c3e8d6f7a2b1c0d9e8f",
     "top_counts": [
         {"label": "cat", "key": "3", "count": 962},
@@ -167,6 +168,16 @@ class _ModelChoice(_Strict):
     budget: int | None = Field(
         None, ge=1, description="most classifier queries this request may spend"
     )
+    label_map: dict[str, str] | None = Field(
+        None,
+        description="vendor label key -> class key (synonyms into one class), fixed before "
+        "sampling; a JSON object (a JSON string in multipart forms)",
+    )
+
+    @field_validator("label_map", mode="before")
+    @classmethod
+    def _label_map_from_form(cls, value: object) -> object:
+        return json.loads(value) if isinstance(value, str) else value
 
 
 class CertifyOptions(CertifyParams, _ModelChoice):

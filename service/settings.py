@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0, description="largest decoded image accepted")
     max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="largest image upload")
     max_n_local: int = Field(1_000_000, gt=0, description="cap on n0 + n for local classifiers")
+    max_n_remote: int = Field(10_000, gt=0, description="cap on n0 + n for paid vendor APIs")
+    vendor_timeout_s: float = Field(30.0, gt=0, description="timeout of one vendor call")
+    vendor_concurrency: int = Field(8, gt=0, description="vendor calls in flight per vendor")
+    vendor_deadline_s: float = Field(600.0, gt=0, description="time for one chunk's queries")
     extra_classifiers: dict[str, str] = Field(
         default_factory=dict, description="more classifiers to serve: {name: spec}"
     )

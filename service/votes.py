@@ -25,23 +25,28 @@ class ChunkCounts:
 
     counts: dict[str, int] = field(default_factory=dict)
     failed: int = 0
+    model_version: str | None = None  # what the classifier reported, where it reports one
 
     @property
     def total(self) -> int:
         return sum(self.counts.values()) + self.failed
 
     def to_json(self) -> str:
-        return json.dumps({"counts": self.counts, "failed": self.failed}, sort_keys=True)
+        return json.dumps(
+            {"counts": self.counts, "failed": self.failed, "model_version": self.model_version},
+            sort_keys=True,
+        )
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> ChunkCounts:
         data = json.loads(raw)
-        return cls({str(k): int(v) for k, v in data["counts"].items()}, int(data["failed"]))
+        counts = {str(k): int(v) for k, v in data["counts"].items()}
+        return cls(counts, int(data["failed"]), data.get("model_version"))
 
 
-def chunk_key(digest: str, chunk: Chunk, model_version: str = "") -> str:
+def chunk_key(digest: str, chunk: Chunk, model_version: str | None = None) -> str:
     """Store key of a chunk. The seed already encodes secret, image, models, sigma, phase and
-    index; ``model_version`` adds a version the classifier reports only at query time."""
+    index; ``model_version`` adds the version a vendor reports only at query time (rule 7)."""
     suffix = f":{model_version}" if model_version else ""
     return f"dsmooth:votes:{{{digest}}}:{chunk.seed:016x}:{chunk.size}{suffix}"
 

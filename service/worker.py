@@ -8,7 +8,9 @@ because it happens *after* the noise), classify, take the arg-max.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -20,9 +22,18 @@ from service.sampling import Chunk, draw_noise
 from service.schemas import ModelRef
 from service.votes import ChunkCounts
 
-__all__ = ["DEFAULT_BATCH_SIZE", "BaseClassifier", "LocalWorker", "resize_to", "resolve_device"]
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "BaseClassifier",
+    "DenoisingWorker",
+    "LocalWorker",
+    "resize_to",
+    "resolve_device",
+]
 
 DEFAULT_BATCH_SIZE = 500
+
+T = TypeVar("T")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -55,12 +66,58 @@ class BaseClassifier(nn.Module):
         return self.classifier(resize_to(self.denoiser(noisy), self.input_size))
 
 
-class LocalWorker:
-    """Runs a denoiser + local classifier pair on one device, a batch at a time.
+class DenoisingWorker:
+    """Draws a chunk's noise and denoises it on one device, a batch at a time.
 
-    The async methods run the model on one dedicated thread, so concurrent requests queue for
-    the device instead of oversubscribing it, and the event loop stays free.
+    The async methods run the model on one dedicated thread (shared by all workers of a process),
+    so concurrent requests queue for the device instead of oversubscribing it, and the event loop
+    stays free.
     """
+
+    def __init__(
+        self,
+        denoiser: LoadedModel,
+        device: torch.device | str = "auto",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        executor: ThreadPoolExecutor | None = None,
+    ) -> None:
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive (got {batch_size})")
+        self.denoiser = denoiser
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.batch_size = batch_size
+        self.denoiser.module.eval().to(self.device)
+        self._executor = executor or ThreadPoolExecutor(1, thread_name_prefix="dsmooth-model")
+        self.precision = "fp32"
+        self.device_name = str(self.device)
+        self.denoiser_ref = ModelRef(name=denoiser.name, version=denoiser.version)
+
+    @property
+    def rng(self) -> str:
+        """Which generator family draws the noise: part of what defines a noise stream."""
+        return f"torch-{self.device.type}"
+
+    async def on_model_thread(self, function: Callable[..., T], *args: object) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, function, *args)
+
+    def noisy(self, image: torch.Tensor, chunk: Chunk, sigma: float) -> torch.Tensor:
+        """The chunk's noisy copies of ``image`` on the device: [size, C, H, W]."""
+        clean = image.to(self.device, torch.float32)
+        return draw_noise(chunk, tuple(clean.shape), sigma, self.device).add_(clean)
+
+    @torch.inference_mode()
+    def denoised(self, image: torch.Tensor, chunk: Chunk, sigma: float) -> torch.Tensor:
+        """The chunk's denoised copies, on the CPU: [size, C, H, W]."""
+        noisy = self.noisy(image, chunk, sigma)
+        return torch.cat([self.denoiser.module(b).cpu() for b in noisy.split(self.batch_size)])
+
+
+class LocalWorker(DenoisingWorker):
+    """A denoiser + local classifier pair: counts labels of the whole base classifier."""
+
+    price_per_query = 0.0
+    model_version: str | None = None  # local models report no version at query time
 
     def __init__(
         self,
@@ -70,25 +127,12 @@ class LocalWorker:
         batch_size: int = DEFAULT_BATCH_SIZE,
         executor: ThreadPoolExecutor | None = None,
     ) -> None:
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive (got {batch_size})")
-        self.denoiser, self.classifier = denoiser, classifier
-        self.device = resolve_device(device) if isinstance(device, str) else device
-        self.batch_size = batch_size
+        super().__init__(denoiser, device, batch_size, executor)
+        self.classifier = classifier
         self.num_classes = len(classifier.classes)
         self.model = BaseClassifier(denoiser.module, classifier.module, classifier.input_size)
         self.model.eval().to(self.device)
-        self._executor = executor or ThreadPoolExecutor(1, thread_name_prefix="dsmooth-model")
-        self.precision = "fp32"
-        self.price_per_query = 0.0
-        self.device_name = str(self.device)
-        self.denoiser_ref = ModelRef(name=denoiser.name, version=denoiser.version)
         self.classifier_ref = ModelRef(name=classifier.name, version=classifier.version)
-
-    @property
-    def rng(self) -> str:
-        """Which generator family draws the noise: part of what defines a noise stream."""
-        return f"torch-{self.device.type}"
 
     @property
     def stream_params(self) -> dict[str, object]:
@@ -105,13 +149,11 @@ class LocalWorker:
 
     async def count(self, image: torch.Tensor, chunk: Chunk, sigma: float) -> ChunkCounts:
         """:meth:`count_chunk` on the model thread, as label-key counts."""
-        loop = asyncio.get_running_loop()
-        counts = await loop.run_in_executor(self._executor, self.count_chunk, image, chunk, sigma)
+        counts = await self.on_model_thread(self.count_chunk, image, chunk, sigma)
         return ChunkCounts({str(i): int(c) for i, c in enumerate(counts) if c})
 
-    async def clean_label_key(self, image: torch.Tensor) -> str:
-        loop = asyncio.get_running_loop()
-        return str(await loop.run_in_executor(self._executor, self.clean_label, image))
+    async def clean_label_key(self, image: torch.Tensor) -> str | None:
+        return str(await self.on_model_thread(self.clean_label, image))
 
     @torch.inference_mode()
     def labels(self, images: torch.Tensor) -> torch.Tensor:
@@ -125,9 +167,8 @@ class LocalWorker:
     @torch.inference_mode()
     def count_chunk(self, image: torch.Tensor, chunk: Chunk, sigma: float) -> np.ndarray:
         """Label counts [num_classes] of f over the chunk's ``chunk.size`` noisy copies."""
-        clean = image.to(self.device, torch.float32)
-        noisy = draw_noise(chunk, tuple(clean.shape), sigma, self.device).add_(clean)
-        counts = torch.bincount(self.labels(noisy), minlength=self.num_classes)
+        labels = self.labels(self.noisy(image, chunk, sigma))
+        counts = torch.bincount(labels, minlength=self.num_classes)
         return counts.cpu().numpy().astype(np.int64)
 
     @torch.inference_mode()

@@ -1,0 +1,1 @@
+"""Classifier adapters: one module per backend behind one small async interface."""

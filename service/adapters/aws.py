@@ -1,0 +1,116 @@
+"""AWS Rekognition DetectLabels: SigV4 signed by botocore, sent by httpx, one image per call."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from typing import ClassVar
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.adapters.base import Adapter, AdapterError, Answer, CredentialsError, Failure, Label
+
+__all__ = ["AwsAdapter", "AwsSettings"]
+
+_THROTTLED = {
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "LimitExceededException",
+}
+_BAD_IMAGE = {"InvalidImageFormatException", "ImageTooLargeException", "InvalidParameterException"}
+_BAD_CREDENTIALS = {
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "AccessDeniedException",
+    "ExpiredTokenException",
+    "IncompleteSignatureException",
+    "MissingAuthenticationTokenException",
+}
+
+
+class AwsSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DSMOOTH_AWS_", env_file=".env", extra="ignore")
+    region: str = "us-east-1"
+    access_key_id: str = ""
+    secret_access_key: SecretStr = SecretStr("")
+    session_token: SecretStr = SecretStr("")
+    endpoint: str = ""  # default: https://rekognition.{region}.amazonaws.com
+    max_labels: int = 10
+    min_confidence: float = 55.0
+    requests_per_second: float = 10.0
+
+
+class AwsAdapter(Adapter):
+    name: ClassVar[str] = "aws"
+    min_side: ClassVar[int] = 80
+    max_side: ClassVar[int] = 10_000
+    max_bytes: ClassVar[int] = 5 * 1024 * 1024
+    formats: ClassVar[tuple[str, ...]] = ("PNG", "JPEG")
+    price_per_image: ClassVar[float] = 0.001
+    settings_class: ClassVar[type[BaseSettings]] = AwsSettings
+    settings: AwsSettings
+
+    @property
+    def configured(self) -> bool:
+        settings = self.settings
+        return bool(settings.access_key_id and settings.secret_access_key.get_secret_value())
+
+    @property
+    def url(self) -> str:
+        region = self.settings.region
+        return self.settings.endpoint or f"https://rekognition.{region}.amazonaws.com/"
+
+    def _signed_headers(self, body: bytes) -> dict[str, str]:
+        """SigV4 headers for this exact body (signed again on every attempt: dates expire)."""
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+
+        settings = self.settings
+        credentials = Credentials(
+            settings.access_key_id,
+            settings.secret_access_key.get_secret_value(),
+            settings.session_token.get_secret_value() or None,
+        )
+        request = AWSRequest(
+            method="POST",
+            url=self.url,
+            data=body,
+            headers={
+                "Content-Type": "application/x-amz-json-1.1",
+                "X-Amz-Target": "RekognitionService.DetectLabels",
+            },
+        )
+        SigV4Auth(credentials, "rekognition", settings.region).add_auth(request)
+        return dict(request.headers.items())
+
+    async def classify(self, images: Sequence[bytes]) -> list[Answer | Failure]:
+        (image,) = images
+        body = json.dumps(
+            {
+                "Image": {"Bytes": base64.b64encode(image).decode()},
+                "MaxLabels": self.settings.max_labels,
+                "MinConfidence": self.settings.min_confidence,
+            }
+        ).encode()
+        response = await self.client.post(
+            self.url, content=body, headers=self._signed_headers(body)
+        )
+        answer = self.json_body(response)
+        if response.status_code == 200:
+            labels = tuple(
+                Label(str(item["Name"]).lower(), str(item["Name"]), float(item["Confidence"]) / 100)
+                for item in answer.get("Labels", [])
+            )
+            return [Answer(labels, answer.get("LabelModelVersion"))]
+        kind = str(answer.get("__type", "")).rpartition("#")[2]
+        message = str(answer.get("Message") or answer.get("message") or kind)
+        if kind in _THROTTLED:  # sent as 400 (or 500), but a retryable throttle
+            raise AdapterError(f"aws: {kind}: {message}", retryable=True)
+        if kind in _BAD_CREDENTIALS:
+            raise CredentialsError(f"aws: credentials refused: {kind}: {message}")
+        if kind in _BAD_IMAGE:
+            return [Failure(f"aws: {kind}: {message}")]
+        raise self.error_for(response, f"{kind}: {message}")

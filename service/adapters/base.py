@@ -1,0 +1,188 @@
+"""The classifier adapter interface: one async call, a batch of images in, one result per image out.
+
+An adapter speaks one vendor's wire protocol and nothing else: batching, rate limits, retries,
+deadlines and the circuit breaker live in :mod:`service.adapters.fanout`, shared by all.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar
+
+import httpx
+from pydantic_settings import BaseSettings
+
+__all__ = [
+    "NO_LABEL",
+    "Adapter",
+    "AdapterError",
+    "Answer",
+    "CredentialsError",
+    "Failure",
+    "Label",
+    "retry_after_seconds",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    key: str  # stable per vendor: Google mid, Clarifai concept id, lower-cased name elsewhere
+    name: str  # for people
+    score: float  # 0..1 on every vendor (AWS's 0..100 is rescaled)
+
+
+NO_LABEL = Label("(none)", "(no label)", 0.0)
+"""The vote of an answer without labels: a class of its own, never the candidate's."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A vendor's answer for one image."""
+
+    labels: tuple[Label, ...]
+    model_version: str | None = None
+
+    def top(self, label_map: Mapping[str, str] | None = None) -> Label:
+        """The highest-scoring label, after mapping synonyms; ties break by key, never by order.
+
+        An answer without labels votes :data:`NO_LABEL`."""
+        best: dict[str, Label] = {}
+        for label in self.labels:
+            key = label_map.get(label.key, label.key) if label_map else label.key
+            if key not in best or label.score > best[key].score:
+                best[key] = Label(key, label.name if key == label.key else key, label.score)
+        if not best:
+            return NO_LABEL
+        return min(best.values(), key=lambda item: (-item.score, item.key))
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """No answer for one image; counts as a vote against the candidate once retries are spent."""
+
+    reason: str
+    retryable: bool = False
+    retry_after: float | None = None
+
+
+class AdapterError(Exception):
+    """The whole call failed (throttled, server error, timeout, bad request)."""
+
+    def __init__(self, message: str, retryable: bool, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable, self.retry_after = retryable, retry_after
+
+
+class CredentialsError(AdapterError):
+    """The vendor refused the credentials: stop at once, before any budget is spent."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
+class Adapter(ABC):
+    """One vendor. Subclasses set the class variables and implement :meth:`classify`.
+
+    ``settings`` is the vendor's pydantic-settings object (credentials, endpoint, rate)."""
+
+    name: ClassVar[str]
+    max_images_per_call: ClassVar[int] = 1
+    min_side: ClassVar[int] = 1
+    max_side: ClassVar[int] = 16_000
+    max_bytes: ClassVar[int] = 4 * 1024 * 1024
+    formats: ClassVar[tuple[str, ...]] = ("PNG", "JPEG")
+    price_per_image: ClassVar[float] = 0.0
+    settings_class: ClassVar[type[BaseSettings]]
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        settings: BaseSettings | None = None,
+        label_map: Mapping[str, str] | None = None,
+    ) -> None:
+        self.client, self.label_map = client, dict(label_map or {})
+        # Without explicit settings, read them from the environment (DSMOOTH_<VENDOR>_*).
+        self.settings = settings if settings is not None else self.settings_class()
+
+    @property
+    def requests_per_second(self) -> float:
+        return float(getattr(self.settings, "requests_per_second", 10.0))
+
+    @property
+    @abstractmethod
+    def configured(self) -> bool:
+        """Whether credentials are present (never what they are)."""
+
+    @property
+    def pinned_version(self) -> str:
+        """The model version the adapter asks for, when the vendor lets it choose ("" if not)."""
+        return ""
+
+    @abstractmethod
+    async def classify(self, images: Sequence[bytes]) -> list[Answer | Failure]:
+        """One call for up to ``max_images_per_call`` PNG images; one result per image, in order.
+
+        Raises :class:`AdapterError` when the call as a whole fails.
+        """
+
+    def json_body(self, response: httpx.Response) -> dict[str, Any]:
+        """The answer's JSON object; a malformed answer is a retryable failure of the call."""
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise AdapterError(
+                f"{self.name}: malformed answer (HTTP {response.status_code})", retryable=True
+            ) from exc
+        if not isinstance(body, dict):
+            raise AdapterError(f"{self.name}: answer is not a JSON object", retryable=True)
+        return body
+
+    def error_for(self, response: httpx.Response, message: str) -> AdapterError:
+        """The standard reading of an HTTP failure: 401/403 credentials, 429/5xx retryable."""
+        status = response.status_code
+        if status in (401, 403):
+            return CredentialsError(f"{self.name}: credentials refused ({status}): {message}")
+        retryable = status == 429 or status >= 500
+        return AdapterError(
+            f"{self.name}: HTTP {status}: {message}",
+            retryable=retryable,
+            retry_after=retry_after_seconds(response.headers, message),
+        )
+
+
+def as_object(value: object) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one (vendors omit fields freely)."""
+    return value if isinstance(value, dict) else {}
+
+
+_RETRY_AFTER_TEXT = re.compile(r"retry after (\d+(?:\.\d+)?) second", re.IGNORECASE)
+
+
+def retry_after_seconds(headers: Mapping[str, str], message: str = "") -> float | None:
+    """A server-given delay: ``retry-after-ms``/``x-ms-retry-after-ms``, ``Retry-After``
+    (seconds or an HTTP date), or "retry after N second(s)" in the message."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    for name in ("retry-after-ms", "x-ms-retry-after-ms"):
+        if name in lowered:
+            try:
+                return max(0.0, float(lowered[name]) / 1000)
+            except ValueError:
+                pass
+    value = lowered.get("retry-after")
+    if value:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            try:
+                when = parsedate_to_datetime(value)
+                from datetime import UTC, datetime
+
+                return max(0.0, (when - datetime.now(UTC)).total_seconds())
+            except (TypeError, ValueError):
+                pass
+    match = _RETRY_AFTER_TEXT.search(message)
+    return float(match.group(1)) if match else None

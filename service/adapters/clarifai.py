@@ -1,0 +1,114 @@
+"""Clarifai general image recognition (v2 ``outputs``), personal access token, 128 per call."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.adapters.base import (
+    Adapter,
+    AdapterError,
+    Answer,
+    CredentialsError,
+    Failure,
+    Label,
+    as_object,
+)
+
+__all__ = ["ClarifaiAdapter", "ClarifaiSettings"]
+
+OK, MIXED = 10000, 10010
+_THROTTLED = {11005}  # CONN_THROTTLED
+_BAD_KEY = {11008, 11009, 11007}  # CONN_KEY_INVALID, CONN_KEY_NOT_FOUND, CONN_INSUFFICIENT_SCOPES
+_RETRYABLE_OUTPUT = {
+    11005,
+    98,
+    99,
+    21102,
+}  # throttled, internal errors, transient prediction failure
+
+
+class ClarifaiSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DSMOOTH_CLARIFAI_", env_file=".env", extra="ignore"
+    )
+    endpoint: str = "https://api.clarifai.com"
+    pat: SecretStr = SecretStr("")
+    model_version: str = ""  # pin a version; empty: the model's current one
+    max_concepts: int = 10
+    requests_per_second: float = 15.0
+
+
+class ClarifaiAdapter(Adapter):
+    name: ClassVar[str] = "clarifai"
+    max_images_per_call: ClassVar[int] = 128
+    max_bytes: ClassVar[int] = 20 * 1024 * 1024
+    formats: ClassVar[tuple[str, ...]] = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
+    price_per_image: ClassVar[float] = 0.0012
+    settings_class: ClassVar[type[BaseSettings]] = ClarifaiSettings
+    settings: ClarifaiSettings
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.settings.pat.get_secret_value())
+
+    @property
+    def pinned_version(self) -> str:
+        return self.settings.model_version
+
+    async def classify(self, images: Sequence[bytes]) -> list[Answer | Failure]:
+        path = "/v2/users/clarifai/apps/main/models/general-image-recognition"
+        settings = self.settings
+        if settings.model_version:
+            path += f"/versions/{settings.model_version}"
+        body = {
+            "inputs": [
+                {"data": {"image": {"base64": base64.b64encode(i).decode()}}} for i in images
+            ],
+            "model": {"output_info": {"output_config": {"max_concepts": settings.max_concepts}}},
+        }
+        headers = {"Authorization": f"Key {settings.pat.get_secret_value()}"}
+        response = await self.client.post(
+            f"{settings.endpoint.rstrip('/')}{path}/outputs", json=body, headers=headers
+        )
+        answer = self.json_body(response)
+        status = as_object(answer.get("status"))
+        code = _code(status)
+        message = str(status.get("description") or status.get("details") or code)
+        if code in _BAD_KEY or response.status_code == 401:
+            raise CredentialsError(f"clarifai: credentials refused ({code}): {message}")
+        if code in _THROTTLED or response.status_code == 429:
+            raise AdapterError(f"clarifai: throttled ({code}): {message}", retryable=True)
+        if response.status_code != 200 or code not in (OK, MIXED):
+            raise self.error_for(response, f"{code}: {message}")
+        outputs = answer.get("outputs", [])
+        if len(outputs) != len(images):
+            raise AdapterError(f"clarifai: {len(outputs)} outputs for {len(images)}", False)
+        return [_one(output) for output in outputs]
+
+
+def _code(status: dict[str, Any]) -> int:
+    try:
+        return int(status.get("code", 0))  # sent as a number, sometimes as a string
+    except (TypeError, ValueError):
+        return 0
+
+
+def _one(output: dict[str, Any]) -> Answer | Failure:
+    status = output.get("status", {})
+    code = _code(status)
+    if code != OK:
+        return Failure(
+            f"clarifai: {code}: {status.get('description', '')}", code in _RETRYABLE_OUTPUT
+        )
+    version = output.get("model", {}).get("model_version", {}).get("id")
+    concepts = output.get("data", {}).get("concepts", [])
+    labels = tuple(
+        Label(str(c["id"]), str(c.get("name", c["id"])), float(c.get("value", 0.0)))
+        for c in concepts
+    )
+    return Answer(labels, version)

@@ -1,0 +1,189 @@
+"""The fan-out engine: many images through one adapter, politely and without losing a vote.
+
+- batches of the adapter's ``max_images_per_call``, at most ``concurrency`` calls in flight;
+- a client-side rate limiter per credential (aiolimiter), so that 429s are rare;
+- retries with jittered exponential backoff on 429, 5xx, timeouts and connection errors, waiting
+  at least what the server asked (tenacity);
+- an overall deadline, after which unanswered images are failures;
+- a circuit breaker that fails fast while the vendor is down.
+
+Every image ends as an :class:`Answer` or a :class:`Failure`; a failure is a vote against the
+candidate (statistical rule 4). Only refused credentials abort the whole certification.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import httpx
+from aiolimiter import AsyncLimiter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from service.adapters.base import Adapter, AdapterError, Answer, CredentialsError, Failure
+
+__all__ = ["CircuitBreaker", "CircuitOpenError", "FanOut", "FanOutPolicy"]
+
+
+@dataclass(frozen=True)
+class FanOutPolicy:
+    concurrency: int = 8
+    requests_per_second: float = 10.0
+    max_attempts: int = 5
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 20.0
+    deadline_s: float = 300.0
+    breaker_failures: int = 5
+    breaker_reset_s: float = 30.0
+
+
+class CircuitOpenError(AdapterError):
+    def __init__(self, name: str, seconds: float) -> None:
+        super().__init__(f"{name}: circuit open for {seconds:.0f} s more", retryable=False)
+
+
+class CircuitBreaker:
+    """Opens after ``threshold`` calls in a row failed for good; half-opens after ``reset_s``."""
+
+    def __init__(self, name: str, threshold: int, reset_s: float) -> None:
+        self.name, self.threshold, self.reset_s = name, threshold, reset_s
+        self.failures, self.opened_at = 0, 0.0
+
+    def check(self) -> None:
+        if self.failures >= self.threshold:
+            remaining = self.opened_at + self.reset_s - time.monotonic()
+            if remaining > 0:
+                raise CircuitOpenError(self.name, remaining)
+
+    def record(self, ok: bool) -> None:
+        if ok:
+            self.failures = 0
+            return
+        self.failures += 1
+        if self.failures >= self.threshold:
+            self.opened_at = time.monotonic()
+
+    @property
+    def open(self) -> bool:
+        return self.failures >= self.threshold and (
+            time.monotonic() < self.opened_at + self.reset_s
+        )
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, AdapterError):
+        return exc.retryable
+    return isinstance(exc, httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError)
+
+
+def _retry_image(result: Answer | Failure) -> bool:
+    return isinstance(result, Failure) and result.retryable
+
+
+class _WaitRetryAfter:
+    """Jittered exponential backoff, but never shorter than a server-given Retry-After."""
+
+    def __init__(self, base: float, cap: float) -> None:
+        self.backoff = wait_random_exponential(multiplier=base, max=cap)
+        self.cap = cap
+
+    def __call__(self, state: RetryCallState) -> float:
+        wait = self.backoff(state)
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, AdapterError) and exc.retry_after is not None:
+            wait = max(wait, min(exc.retry_after, self.cap * 3))
+        return float(wait)
+
+
+class FanOut:
+    """Shared by every request that uses one adapter (one credential, one rate limit)."""
+
+    def __init__(self, adapter: Adapter, policy: FanOutPolicy | None = None) -> None:
+        self.adapter = adapter
+        self.policy = policy or FanOutPolicy()
+        self.limiter = AsyncLimiter(self.policy.requests_per_second, 1.0)
+        self.breaker = CircuitBreaker(
+            adapter.name, self.policy.breaker_failures, self.policy.breaker_reset_s
+        )
+        self._slots = asyncio.Semaphore(self.policy.concurrency)
+        self.calls = 0  # HTTP calls sent, retries included
+        self.last_model_version: str | None = None  # what the vendor reported last
+
+    async def classify(self, images: Sequence[bytes]) -> list[Answer | Failure]:
+        """One result per image, in order. Raises :class:`CredentialsError` only."""
+        size = self.adapter.max_images_per_call
+        batches = [list(range(i, min(i + size, len(images)))) for i in range(0, len(images), size)]
+        results: list[Answer | Failure] = [Failure("deadline exceeded")] * len(images)
+        deadline = time.monotonic() + self.policy.deadline_s
+
+        async def run(indices: list[int]) -> None:
+            answers = await self._batch([images[i] for i in indices], deadline)
+            for index, answer in zip(indices, answers, strict=True):
+                results[index] = answer
+
+        try:
+            async with asyncio.timeout(self.policy.deadline_s), asyncio.TaskGroup() as group:
+                for batch in batches:
+                    group.create_task(run(batch))
+        except TimeoutError:
+            pass  # unanswered images stay failures
+        except ExceptionGroup as errors:
+            refused = [e for e in errors.exceptions if isinstance(e, CredentialsError)]
+            if refused:
+                raise refused[0] from None
+            raise
+        return results
+
+    async def _batch(self, images: list[bytes], deadline: float) -> list[Answer | Failure]:
+        """One batch with retries; per-image retryable failures are retried in a smaller call."""
+        results: list[Answer | Failure] = [Failure("not sent")] * len(images)
+        pending = list(range(len(images)))
+        for _ in range(self.policy.max_attempts):
+            try:
+                answers = await self._call([images[i] for i in pending], deadline)
+            except CredentialsError:
+                raise
+            except AdapterError as exc:
+                for index in pending:
+                    results[index] = Failure(str(exc))
+                return results
+            for index, answer in zip(pending, answers, strict=True):
+                results[index] = answer
+            pending = [i for i in pending if _retry_image(results[i])]
+            if not pending:
+                break
+        return results
+
+    async def _call(self, images: list[bytes], deadline: float) -> list[Answer | Failure]:
+        """One HTTP call, retried on 429/5xx/timeouts until attempts or time run out."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(_retryable),
+            wait=_WaitRetryAfter(self.policy.backoff_base_s, self.policy.backoff_max_s),
+            stop=stop_after_attempt(self.policy.max_attempts)
+            | stop_after_delay(max(0.0, deadline - time.monotonic())),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    self.breaker.check()
+                    async with self._slots, self.limiter:
+                        self.calls += 1
+                        answers = await self.adapter.classify(images)
+        except CredentialsError:
+            raise
+        except (AdapterError, httpx.HTTPError) as exc:
+            if not isinstance(exc, CircuitOpenError):
+                self.breaker.record(ok=False)
+            raise exc if isinstance(exc, AdapterError) else AdapterError(str(exc), False) from exc
+        self.breaker.record(ok=True)
+        return answers

@@ -1,0 +1,95 @@
+"""Google Cloud Vision label detection over REST (``images:annotate``), 16 images per call."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.adapters.base import (
+    Adapter,
+    Answer,
+    CredentialsError,
+    Failure,
+    Label,
+    as_object,
+)
+
+__all__ = ["GoogleAdapter", "GoogleSettings"]
+
+# gRPC codes a per-image error may carry that are worth another try.
+# DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, INTERNAL, UNAVAILABLE
+_RETRYABLE_CODES = {4, 8, 10, 13, 14}
+
+
+class GoogleSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DSMOOTH_GOOGLE_", env_file=".env", extra="ignore")
+    endpoint: str = "https://vision.googleapis.com"
+    api_key: SecretStr = SecretStr("")
+    token: SecretStr = SecretStr("")  # OAuth bearer token instead of an API key
+    project: str = ""  # x-goog-user-project, with a token
+    max_results: int = 10
+    requests_per_second: float = 30.0
+
+
+class GoogleAdapter(Adapter):
+    name: ClassVar[str] = "google"
+    max_images_per_call: ClassVar[int] = 16
+    max_bytes: ClassVar[int] = 20 * 1024 * 1024
+    formats: ClassVar[tuple[str, ...]] = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
+    price_per_image: ClassVar[float] = 0.0015
+    settings_class: ClassVar[type[BaseSettings]] = GoogleSettings
+    settings: GoogleSettings
+
+    @property
+    def configured(self) -> bool:
+        settings = self.settings
+        return bool(settings.api_key.get_secret_value() or settings.token.get_secret_value())
+
+    async def classify(self, images: Sequence[bytes]) -> list[Answer | Failure]:
+        settings = self.settings
+        params, headers = {}, {}
+        if settings.token.get_secret_value():
+            headers["Authorization"] = f"Bearer {settings.token.get_secret_value()}"
+            if settings.project:
+                headers["x-goog-user-project"] = settings.project
+        else:
+            params["key"] = settings.api_key.get_secret_value()
+        body = {
+            "requests": [
+                {
+                    "image": {"content": base64.b64encode(image).decode()},
+                    "features": [{"type": "LABEL_DETECTION", "maxResults": settings.max_results}],
+                }
+                for image in images
+            ]
+        }
+        url = f"{settings.endpoint.rstrip('/')}/v1/images:annotate"
+        response = await self.client.post(url, params=params, headers=headers, json=body)
+        answer = self.json_body(response)
+        if response.status_code != 200:
+            error = as_object(answer.get("error"))
+            message = str(error.get("message", response.text[:200]))
+            reasons = {d.get("reason") for d in error.get("details", []) if isinstance(d, dict)}
+            # An invalid API key is a 400 INVALID_ARGUMENT with reason API_KEY_INVALID.
+            if "API_KEY_INVALID" in reasons or error.get("status") == "UNAUTHENTICATED":
+                raise CredentialsError(f"google: credentials refused: {message}")
+            raise self.error_for(response, message)
+        responses = answer.get("responses", [])
+        if len(responses) != len(images):
+            raise self.error_for(response, f"{len(responses)} answers for {len(images)} images")
+        return [_one(item) for item in responses]
+
+
+def _one(item: dict[str, Any]) -> Answer | Failure:
+    if "error" in item:
+        code = int(item["error"].get("code", 2))
+        return Failure(f"google: {item['error'].get('message', code)}", code in _RETRYABLE_CODES)
+    labels = tuple(
+        Label(str(a["mid"]), str(a.get("description", a["mid"])), float(a.get("score", 0.0)))
+        for a in item.get("labelAnnotations", [])
+    )
+    return Answer(labels)

@@ -1,0 +1,86 @@
+"""A model served by Triton or KServe, over the Open Inference Protocol v2 (REST)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import ClassVar
+
+import numpy as np
+from PIL import Image
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.adapters.base import Adapter, AdapterError, Answer, Failure, Label
+
+__all__ = ["KServeAdapter", "KServeSettings"]
+
+
+class KServeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DSMOOTH_KSERVE_", env_file=".env", extra="ignore")
+    url: str = ""  # http://host:8000 (Triton) or the KServe inference service
+    model: str = ""
+    version: str = ""  # pin a model version; empty: the server's default
+    input_name: str = "input"
+    token: SecretStr = SecretStr("")  # optional bearer token
+    labels: list[str] = []  # class names by output index; empty: the index
+    requests_per_second: float = 100.0
+
+
+class KServeAdapter(Adapter):
+    """Sends uint8 HWC pixels as one ``[B, H, W, 3]`` tensor; takes the arg-max of the first
+    output as the label."""
+
+    name: ClassVar[str] = "kserve"
+    max_images_per_call: ClassVar[int] = 64
+    formats: ClassVar[tuple[str, ...]] = ("PNG",)
+    max_bytes: ClassVar[int] = 64 * 1024 * 1024
+    settings_class: ClassVar[type[BaseSettings]] = KServeSettings
+    settings: KServeSettings
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.settings.url and self.settings.model)
+
+    @property
+    def pinned_version(self) -> str:
+        return self.settings.version
+
+    async def classify(self, images: Sequence[bytes]) -> list[Answer | Failure]:
+        settings = self.settings
+        pixels = np.stack([np.asarray(Image.open(io.BytesIO(i)).convert("RGB")) for i in images])
+        path = f"/v2/models/{settings.model}"
+        if settings.version:
+            path += f"/versions/{settings.version}"
+        body = {
+            "inputs": [
+                {
+                    "name": settings.input_name,
+                    "shape": list(pixels.shape),
+                    "datatype": "UINT8",
+                    "data": pixels.reshape(-1).tolist(),
+                }
+            ]
+        }
+        headers = {}
+        if settings.token.get_secret_value():
+            headers["Authorization"] = f"Bearer {settings.token.get_secret_value()}"
+        response = await self.client.post(
+            f"{settings.url.rstrip('/')}{path}/infer", json=body, headers=headers
+        )
+        answer = self.json_body(response)
+        if response.status_code != 200:
+            raise self.error_for(response, str(answer.get("error", response.text[:200])))
+        outputs = answer.get("outputs") or []
+        if not outputs:
+            raise AdapterError("kserve: the answer has no outputs", retryable=False)
+        scores = np.asarray(outputs[0]["data"], dtype=np.float64).reshape(len(images), -1)
+        version = answer.get("model_version")
+        return [Answer(self._labels(row), version) for row in scores]
+
+    def _labels(self, row: np.ndarray) -> tuple[Label, ...]:
+        names = self.settings.labels
+        top = np.argsort(-row, kind="stable")[:5]
+        return tuple(
+            Label(str(i), names[i] if i < len(names) else str(i), float(row[i])) for i in top
+        )

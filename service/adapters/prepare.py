@@ -1,0 +1,38 @@
+"""Turning denoised copies into what a vendor accepts: clip, quantise, upscale, PNG-encode.
+
+All of it is part of the base classifier (it happens after the noise), so it is allowed by
+statistical rule 1 and must be deterministic: the same copy always gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import torch
+from PIL import Image
+
+__all__ = ["encode_png", "quantise", "upscaled"]
+
+
+def quantise(images: torch.Tensor) -> np.ndarray:
+    """[B, 3, H, W] floats to uint8 [B, H, W, 3]: clipped to [0, 1], rounded to 8 bits."""
+    scaled = images.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8)
+    return scaled.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def upscaled(image: Image.Image, min_side: int) -> Image.Image:
+    """Resized (Lanczos, aspect kept) so that the short side is at least ``min_side``."""
+    short = min(image.size)
+    if short >= min_side:
+        return image
+    scale = min_side / short
+    size = (max(min_side, round(image.width * scale)), max(min_side, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.LANCZOS)
+
+
+def encode_png(pixels: np.ndarray, min_side: int = 1) -> bytes:
+    """One uint8 [H, W, 3] image as PNG bytes (fast compression), upscaled to ``min_side``."""
+    buffer = io.BytesIO()
+    upscaled(Image.fromarray(pixels, "RGB"), min_side).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()

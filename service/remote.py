@@ -1,0 +1,99 @@
+"""Sampling with a remote classifier: denoise here, ask the vendor about every copy.
+
+The base classifier is: noise -> denoiser -> clip and quantise to 8 bits -> upscale to the
+vendor's minimum side -> PNG -> the vendor's top label (after the optional label map). A copy
+whose query failed for good is counted as failed: a vote against the candidate (rule 4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Mapping
+
+import torch
+
+from service.adapters.base import Answer
+from service.adapters.fanout import FanOut
+from service.adapters.prepare import encode_png, quantise
+from service.pipeline import ModelVersionChanged
+from service.sampling import Chunk
+from service.schemas import ModelRef
+from service.votes import ChunkCounts
+from service.worker import DenoisingWorker
+
+__all__ = ["RemoteSampler"]
+
+
+class RemoteSampler:
+    def __init__(
+        self,
+        name: str,
+        denoising: DenoisingWorker,
+        fanout: FanOut,
+        label_map: Mapping[str, str] | None = None,
+    ) -> None:
+        self.denoising, self.fanout = denoising, fanout
+        self.adapter = fanout.adapter
+        self.label_map = dict(label_map or {})
+        self.denoiser_ref = denoising.denoiser_ref
+        self.classifier_ref = ModelRef(
+            name=name, version=self.adapter.pinned_version or "as reported"
+        )
+        self.device_name = denoising.device_name
+        self.precision = denoising.precision
+        self.price_per_query = self.adapter.price_per_image
+        self.model_version: str | None = fanout.last_model_version
+        self._names: dict[str, str] = {}
+
+    @property
+    def stream_params(self) -> dict[str, object]:
+        mapping = json.dumps(self.label_map, sort_keys=True).encode()
+        return {
+            "denoiser": f"{self.denoising.denoiser.name}@{self.denoising.denoiser.version}",
+            "classifier": f"{self.classifier_ref.name}@{self.adapter.pinned_version}",
+            "adapter": self.adapter.name,
+            "min_side": self.adapter.min_side,
+            "label_map": hashlib.sha256(mapping).hexdigest()[:16],
+            "rng": self.denoising.rng,
+            "precision": self.precision,
+        }
+
+    def label_name(self, key: str) -> str:
+        return self._names.get(key, key)
+
+    async def count(self, image: torch.Tensor, chunk: Chunk, sigma: float) -> ChunkCounts:
+        denoised = await self.denoising.on_model_thread(
+            self.denoising.denoised, image, chunk, sigma
+        )
+        return await self._ask(denoised)
+
+    async def clean_label_key(self, image: torch.Tensor) -> str | None:
+        votes = await self._ask(image[None])
+        return next(iter(votes.counts), None)
+
+    async def _ask(self, images: torch.Tensor) -> ChunkCounts:
+        pixels = quantise(images)
+        min_side = self.adapter.min_side
+        encoded = await asyncio.to_thread(lambda: [encode_png(p, min_side) for p in pixels])
+        results = await self.fanout.classify(encoded)
+        counts: Counter[str] = Counter()
+        versions = set()
+        for result in results:
+            if isinstance(result, Answer):
+                top = result.top(self.label_map)
+                counts[top.key] += 1
+                self._names.setdefault(top.key, top.name)
+                if result.model_version:
+                    versions.add(result.model_version)
+        if len(versions) > 1:
+            raise ModelVersionChanged(
+                f"{self.adapter.name} answered with model versions {sorted(versions)} in one batch"
+            )
+        version = versions.pop() if versions else None
+        if version:
+            self.model_version = self.fanout.last_model_version = version
+        failed = len(results) - sum(counts.values())
+        return ChunkCounts(dict(counts), failed, version)
