@@ -58,8 +58,8 @@ class Sampler(Protocol):
 
     async def count(self, image: torch.Tensor, chunk: Chunk, sigma: float) -> ChunkCounts: ...
 
-    async def clean_label_key(self, image: torch.Tensor) -> str | None:
-        """The classifier's label on the clean image; None when that query failed."""
+    async def clean_votes(self, image: torch.Tensor) -> ChunkCounts:
+        """One query on the clean image: its label's count of 1, or one failure."""
         ...
 
 
@@ -76,9 +76,11 @@ class _Tally:
     failed: int = 0
     cached: int = 0
     versions: set[str] = field(default_factory=set)
+    names: dict[str, str] = field(default_factory=dict)
 
     def add(self, votes: ChunkCounts, cached: bool) -> None:
         self.counts.update(votes.counts)
+        self.names.update(votes.names)
         self.failed += votes.failed
         self.cached += votes.total if cached else 0
         if votes.model_version:
@@ -119,17 +121,19 @@ class Certifier:
         digest = image_digest(image)
         noisy_selection = params.candidate == "noisy"
         tracker = _Tracker(params.n + (params.n0 if noisy_selection else 0), progress)
-        versions: set[str] = set()  # every model version seen, across both phases
-        selection = _Tally(Counter(), versions=versions)
+        # Model versions and label names seen, shared by both phases.
+        versions: set[str] = set()
+        names: dict[str, str] = {}
+        selection = _Tally(Counter(), versions=versions, names=names)
         if noisy_selection:
             await self._tally(selection, image, digest, Phase.SELECTION, params.n0, params, tracker)
             candidate = smoothing.select_candidate(selection.counts)
         else:
-            candidate = await self.sampler.clean_label_key(image)
-            selection.add(ChunkCounts(model_version=self.sampler.model_version), cached=False)
-            selection.failed += candidate is None  # a failed clean query: abstain
+            clean = await self.sampler.clean_votes(image)
+            selection.add(clean, cached=False)
+            candidate = next(iter(clean.counts), None)  # None (abstain) if the query failed
         selected = time.perf_counter()
-        estimation = _Tally(Counter(), versions=versions)
+        estimation = _Tally(Counter(), versions=versions, names=names)
         await self._tally(estimation, image, digest, Phase.ESTIMATION, params.n, params, tracker)
         result = smoothing.certify(
             candidate, estimation.counts, params.n, params.sigma, params.alpha
@@ -141,15 +145,15 @@ class Certifier:
             failed=selection.failed + estimation.failed,
         )
         return Certificate(
-            **self._common(digest, estimation, params, versions),
+            **self._common(digest, estimation, params),
             queries=queries,
             cost=self._cost(queries),
-            label=self._name(result.label),
+            label=self._name(result.label, names),
             label_key=_key(result.label),
             abstained=result.abstained,
             radius=result.radius,
             p_lower=result.p_lower,
-            candidate=self._name(candidate),
+            candidate=self._name(candidate, names),
             candidate_source=params.candidate,
             n0=params.n0 if noisy_selection else 0,
             timings=Timings(
@@ -169,10 +173,10 @@ class Certifier:
         end = time.perf_counter()
         queries = Queries(total=params.n, cached=tally.cached, failed=tally.failed)
         return Prediction(
-            **self._common(digest, tally, params, tally.versions),
+            **self._common(digest, tally, params),
             queries=queries,
             cost=self._cost(queries),
-            label=self._name(result.label),
+            label=self._name(result.label, tally.names),
             label_key=_key(result.label),
             abstained=result.abstained,
             p_value=result.p_value,
@@ -207,18 +211,16 @@ class Certifier:
                 tally.add(votes, cached=False)
             tracker.advance(chunk.size)
 
-    def _common(
-        self, digest: str, tally: _Tally, params: PredictParams, versions: set[str]
-    ) -> _CommonFields:
+    def _common(self, digest: str, tally: _Tally, params: PredictParams) -> _CommonFields:
         sampler = self.sampler
         classifier = sampler.classifier_ref
-        if versions:  # the version the vendor reported is the one certified
-            classifier = ModelRef(name=classifier.name, version=next(iter(versions)))
+        if tally.versions:  # the version the vendor reported is the one certified
+            classifier = ModelRef(name=classifier.name, version=next(iter(tally.versions)))
         top = smoothing.ranked(tally.counts)[:_TOP_COUNTS]
         return {
             "request_id": uuid.uuid4().hex,
             "top_counts": [
-                LabelCount(label=sampler.label_name(key), key=key, count=count)
+                LabelCount(label=self._name(key, tally.names) or key, key=key, count=count)
                 for key, count in top
             ],
             "n": params.n,
@@ -235,8 +237,10 @@ class Certifier:
         """What the queries sent this time cost (cached ones are free)."""
         return round((queries.total - queries.cached) * self.sampler.price_per_query, 6)
 
-    def _name(self, key: object | None) -> str | None:
-        return None if key is None else self.sampler.label_name(str(key))
+    def _name(self, key: object | None, names: dict[str, str]) -> str | None:
+        if key is None:
+            return None
+        return names.get(str(key)) or self.sampler.label_name(str(key))
 
 
 class _Tracker:

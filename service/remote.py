@@ -46,7 +46,6 @@ class RemoteSampler:
         self.precision = denoising.precision
         self.price_per_query = self.adapter.price_per_image
         self.model_version: str | None = fanout.last_model_version
-        self._names: dict[str, str] = {}
 
     @property
     def stream_params(self) -> dict[str, object]:
@@ -62,7 +61,7 @@ class RemoteSampler:
         }
 
     def label_name(self, key: str) -> str:
-        return self._names.get(key, key)
+        return key  # display names travel with the votes (ChunkCounts.names)
 
     async def count(self, image: torch.Tensor, chunk: Chunk, sigma: float) -> ChunkCounts:
         denoised = await self.denoising.on_model_thread(
@@ -70,9 +69,8 @@ class RemoteSampler:
         )
         return await self._ask(denoised)
 
-    async def clean_label_key(self, image: torch.Tensor) -> str | None:
-        votes = await self._ask(image[None])
-        return next(iter(votes.counts), None)
+    async def clean_votes(self, image: torch.Tensor) -> ChunkCounts:
+        return await self._ask(image[None])
 
     async def _ask(self, images: torch.Tensor) -> ChunkCounts:
         pixels = quantise(images)
@@ -80,12 +78,14 @@ class RemoteSampler:
         encoded = await asyncio.to_thread(lambda: [encode_png(p, min_side) for p in pixels])
         results = await self.fanout.classify(encoded)
         counts: Counter[str] = Counter()
+        names: dict[str, str] = {}
         versions = set()
         for result in results:
             if isinstance(result, Answer):
                 top = result.top(self.label_map)
                 counts[top.key] += 1
-                self._names.setdefault(top.key, top.name)
+                if top.name != top.key:
+                    names[top.key] = top.name
                 if result.model_version:
                     versions.add(result.model_version)
         if len(versions) > 1:
@@ -96,4 +96,4 @@ class RemoteSampler:
         if version:
             self.model_version = self.fanout.last_model_version = version
         failed = len(results) - sum(counts.values())
-        return ChunkCounts(dict(counts), failed, version)
+        return ChunkCounts(dict(counts), failed, version, names)

@@ -26,6 +26,7 @@ class ChunkCounts:
     counts: dict[str, int] = field(default_factory=dict)
     failed: int = 0
     model_version: str | None = None  # what the classifier reported, where it reports one
+    names: dict[str, str] = field(default_factory=dict)  # label key -> display name, if not the key
 
     @property
     def total(self) -> int:
@@ -33,7 +34,12 @@ class ChunkCounts:
 
     def to_json(self) -> str:
         return json.dumps(
-            {"counts": self.counts, "failed": self.failed, "model_version": self.model_version},
+            {
+                "counts": self.counts,
+                "failed": self.failed,
+                "model_version": self.model_version,
+                "names": self.names,
+            },
             sort_keys=True,
         )
 
@@ -41,7 +47,7 @@ class ChunkCounts:
     def from_json(cls, raw: str | bytes) -> ChunkCounts:
         data = json.loads(raw)
         counts = {str(k): int(v) for k, v in data["counts"].items()}
-        return cls(counts, int(data["failed"]), data.get("model_version"))
+        return cls(counts, int(data["failed"]), data.get("model_version"), data.get("names", {}))
 
 
 def chunk_key(digest: str, chunk: Chunk, model_version: str | None = None) -> str:

@@ -152,8 +152,8 @@ class LocalWorker(DenoisingWorker):
         counts = await self.on_model_thread(self.count_chunk, image, chunk, sigma)
         return ChunkCounts({str(i): int(c) for i, c in enumerate(counts) if c})
 
-    async def clean_label_key(self, image: torch.Tensor) -> str | None:
-        return str(await self.on_model_thread(self.clean_label, image))
+    async def clean_votes(self, image: torch.Tensor) -> ChunkCounts:
+        return ChunkCounts({str(await self.on_model_thread(self.clean_label, image)): 1})
 
     @torch.inference_mode()
     def labels(self, images: torch.Tensor) -> torch.Tensor:

@@ -175,8 +175,8 @@ class FanOut:
         try:
             async for attempt in retrying:
                 with attempt:
-                    self.breaker.check()
                     async with self._slots, self.limiter:
+                        self.breaker.check()  # checked once a slot is ours: it may have opened
                         self.calls += 1
                         answers = await self.adapter.classify(images)
         except CredentialsError:

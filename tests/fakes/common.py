@@ -60,6 +60,8 @@ class FakeState:
     faults: Faults = field(default_factory=Faults)
     labeler: PixelLabeler | MobileNetLabeler = field(default_factory=default_labeler)
     model_version: str = "2024-02-01"
+    upgrade_at: int | None = None  # after this many images the vendor ships a new model ...
+    upgrade_to: str = "2025-01-01"  # ... with this version
     calls: int = 0  # HTTP calls received
     images: int = 0  # images labelled (answers billed)
     throttled: int = 0
@@ -71,8 +73,11 @@ class FakeState:
         return bucket.take()
 
     def image_fails(self) -> bool:
-        """Counts one image; True when the fault plan says this one gets a per-image error."""
+        """Bills one image (and ships the upgrade when due); True when the fault plan gives this
+        image a per-image error."""
         self.images += 1
+        if self.upgrade_at is not None and self.images >= self.upgrade_at:
+            self.model_version = self.upgrade_to
         every = self.faults.image_error_every
         return bool(every) and self.images % every == 0
 

@@ -1,0 +1,214 @@
+"""POST /v1/certify with each remote classifier, end to end against its fake on loopback."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from scipy.stats import beta
+
+from service.app import create_app
+from service.examples import example_image
+from service.settings import Settings
+from tests.conftest import SHARED
+from tests.fakes import aws as fake_aws
+from tests.fakes import azure as fake_azure
+from tests.fakes import clarifai as fake_clarifai
+from tests.fakes import google as fake_google
+from tests.fakes import kserve as fake_kserve
+from tests.fakes.common import FakeState
+from tests.live_server import live_server
+
+pytestmark = pytest.mark.anyio
+
+# vendor -> (fake app builder, environment for the adapter given the fake's URL, reported version)
+VENDORS: dict[str, tuple[Callable, Callable[[str], dict[str, str]], str]] = {
+    "azure": (
+        fake_azure.build,
+        lambda url: {"DSMOOTH_AZURE_ENDPOINT": url, "DSMOOTH_AZURE_KEY": "good-key"},
+        "2024-02-01",
+    ),
+    "google": (
+        fake_google.build,
+        lambda url: {"DSMOOTH_GOOGLE_ENDPOINT": url, "DSMOOTH_GOOGLE_API_KEY": "good-key"},
+        "as reported",
+    ),
+    "aws": (
+        fake_aws.build,
+        lambda url: {
+            "DSMOOTH_AWS_ENDPOINT": url + "/",
+            "DSMOOTH_AWS_ACCESS_KEY_ID": "AKIDFAKE",
+            "DSMOOTH_AWS_SECRET_ACCESS_KEY": "fake-secret-key",
+        },
+        "3.0",
+    ),
+    "clarifai": (
+        fake_clarifai.build,
+        lambda url: {"DSMOOTH_CLARIFAI_ENDPOINT": url, "DSMOOTH_CLARIFAI_PAT": "good-key"},
+        "2024-02-01",
+    ),
+    "kserve": (
+        fake_kserve.build,
+        lambda url: {
+            "DSMOOTH_KSERVE_URL": url,
+            "DSMOOTH_KSERVE_MODEL": "colours",
+            "DSMOOTH_KSERVE_TOKEN": "good-key",
+        },
+        "1",
+    ),
+}
+
+
+def sample_photo() -> bytes:
+    """An ImageNet sample photo from ../shared when present, else scikit-image's coffee cup."""
+    path = SHARED / "data/imagenet-samples/images/n02504458_African_elephant.JPEG"
+    if path.exists():
+        return path.read_bytes()
+    buffer = io.BytesIO()
+    example_image("coffee", size=160).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@contextmanager
+def vendor_env(name: str, monkeypatch: pytest.MonkeyPatch, **state: object) -> Iterator[FakeState]:
+    build, env, _ = VENDORS[name]
+    fake = FakeState(**state)  # type: ignore[arg-type]
+    with live_server(build(fake)) as url:
+        for key, value in env(url).items():
+            monkeypatch.setenv(key, value)
+        yield fake
+
+
+async def _client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://asgi") as client:
+            yield client
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    from denoisers.checkpoints import save_checkpoint
+    from denoisers.classifiers import cifar_resnet
+
+    path = tmp_path / "r20.safetensors"
+    save_checkpoint(path, cifar_resnet(20).state_dict(), {"architecture": "cifar-resnet20"})
+    return Settings(
+        environment="development",
+        classifier=f"cifar-resnet20:{path}",
+        denoiser="none",
+        device="cpu",
+    )
+
+
+def _form(**fields: object) -> dict[str, object]:
+    return {
+        "files": {"image": ("photo.jpg", sample_photo(), "image/jpeg")},
+        "data": {k: str(v) for k, v in fields.items()},
+    }
+
+
+@pytest.mark.parametrize("vendor", sorted(VENDORS))
+async def test_certify_with_a_remote_classifier_end_to_end(
+    vendor: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with vendor_env(vendor, monkeypatch) as fake:
+        async for client in _client(settings):
+            listed = {c["name"]: c for c in (await client.get("/v1/classifiers")).json()}
+            assert listed[vendor]["kind"] == "remote" and listed[vendor]["credentials_configured"]
+            response = await client.post(
+                "/v1/certify",
+                **_form(classifier=vendor, sigma=0.12, candidate="clean", n0=0, n=60),
+            )
+            assert response.status_code == 200, response.text
+            certificate = response.json()
+            billed = fake.images
+            again = await client.post(
+                "/v1/certify",
+                **_form(classifier=vendor, sigma=0.12, candidate="clean", n0=0, n=60),
+            )
+    assert certificate["classifier"] == {"name": vendor, "version": VENDORS[vendor][2]}
+    assert certificate["queries"] == {"total": 61, "cached": 0, "failed": 0}
+    assert certificate["cost"] == pytest.approx(61 * listed[vendor]["price_per_query"])
+    counts = {c["key"]: c["count"] for c in certificate["top_counts"]}
+    if certificate["label"] is not None:
+        n_a = counts[certificate["label_key"]]
+        assert certificate["p_lower"] == pytest.approx(beta.ppf(0.001, n_a, 60 - n_a + 1))
+    assert billed >= 60  # every copy went to the vendor (61 with the clean query)
+    # The repeat: the same noise, so the estimation chunk comes from the vote store.
+    assert again.json()["queries"]["cached"] == 60
+    assert again.json()["top_counts"] == certificate["top_counts"]
+    assert fake.images == billed + 1  # only the clean-image query went out again
+
+
+async def test_failed_copies_count_against_the_candidate(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with vendor_env("google", monkeypatch) as fake:
+        async for client in _client(settings):
+            fake.faults.server_error = 10_000  # the vendor is down for good
+            monkeypatch.setenv("DSMOOTH_GOOGLE_ENDPOINT", "http://127.0.0.1:9")  # unused below
+            response = await client.post(
+                "/v1/certify", **_form(classifier="google", sigma=0.12, n0=16, n=32)
+            )
+    assert response.status_code == 200, response.text
+    certificate = response.json()
+    assert certificate["abstained"] and certificate["queries"]["failed"] == 48
+    assert certificate["radius"] == 0.0
+
+
+async def test_refused_vendor_credentials_are_a_clear_error(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with vendor_env("azure", monkeypatch) as fake:
+        monkeypatch.setenv("DSMOOTH_AZURE_KEY", "revoked-key")
+        async for client in _client(settings):
+            response = await client.post("/v1/certify", **_form(classifier="azure", n0=5, n=20))
+    assert response.status_code == 502
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "credentials refused" in response.json()["detail"]
+    assert "revoked-key" not in response.text and fake.images == 0
+
+
+async def test_an_unconfigured_vendor_is_refused_before_sampling(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("DSMOOTH_CLARIFAI_PAT", "DSMOOTH_CLARIFAI_ENDPOINT"):
+        monkeypatch.delenv(variable, raising=False)
+    async for client in _client(settings):
+        response = await client.post("/v1/certify", **_form(classifier="clarifai", n=20))
+    assert response.status_code == 422
+    assert "DSMOOTH_CLARIFAI_" in response.json()["detail"]
+
+
+async def test_paid_classifiers_are_capped_at_10000_queries(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with vendor_env("aws", monkeypatch) as fake:
+        async for client in _client(settings):
+            response = await client.post("/v1/certify", **_form(classifier="aws", n=10_000))
+    assert response.status_code == 422 and "cap of 10,000" in response.json()["detail"]
+    assert fake.calls == 0
+
+
+async def test_a_vendor_model_update_mid_certification_refuses_the_certificate(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small = io.BytesIO()
+    example_image("coffee", size=64).save(small, format="PNG")
+    form = {"files": {"image": ("coffee.png", small.getvalue(), "image/png")}}
+    # The 20 selection copies are answered by the old model, the estimation by the new one.
+    with vendor_env("clarifai", monkeypatch, upgrade_at=20) as fake:
+        async for client in _client(settings):
+            response = await client.post(
+                "/v1/certify", **form, data={"classifier": "clarifai", "n0": "20", "n": "100"}
+            )
+    assert response.status_code == 503, response.text
+    assert "2024-02-01, 2025-01-01" in response.json()["detail"]
+    assert fake.model_version == "2025-01-01"
