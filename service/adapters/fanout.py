@@ -110,7 +110,8 @@ class FanOut:
     def __init__(self, adapter: Adapter, policy: FanOutPolicy | None = None) -> None:
         self.adapter = adapter
         self.policy = policy or FanOutPolicy()
-        self.limiter = AsyncLimiter(self.policy.requests_per_second, 1.0)
+        # Paced one request per 1/rate seconds, no burst: a vendor's token bucket never empties.
+        self.limiter = AsyncLimiter(1, 1.0 / self.policy.requests_per_second)
         self.breaker = CircuitBreaker(
             adapter.name, self.policy.breaker_failures, self.policy.breaker_reset_s
         )
