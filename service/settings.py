@@ -14,9 +14,7 @@ from service.worker import DEFAULT_BATCH_SIZE
 __all__ = ["DEFAULT_CLASSIFIER", "DEFAULT_DENOISER", "PLACEHOLDER_SECRET", "Settings"]
 
 PLACEHOLDER_SECRET = "development-only-secret-change-me"
-DEFAULT_CLASSIFIER = (
-    "cifar-resnet56:../shared/models/third-party/cifar10-resnet/resnet56-4bfd9763.th"
-)
+DEFAULT_CLASSIFIER = "cifar10-resnet20"  # shipped in denoisers/checkpoints
 DEFAULT_DENOISER = "none"
 
 
