@@ -24,6 +24,7 @@ from service.pipeline import Sampler
 from service.problems import ProblemError
 from service.remote import RemoteSampler
 from service.settings import Settings
+from service.stream import StreamClient, StreamCopies, StreamSampler
 from service.worker import DenoisingWorker, LocalWorker, resolve_device
 
 __all__ = ["Catalog", "ClassifierInfo", "DenoiserInfo"]
@@ -54,8 +55,8 @@ class DenoiserInfo(BaseModel):
 class Catalog:
     """Loads every local model at start-up; builds vendor adapters on first use."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings, stream: StreamClient | None = None) -> None:
+        self.settings, self.stream = settings, stream
         self.device = resolve_device(settings.device)
         specs: dict[str, dict[str, str]] = {"classifier": {}, "denoiser": {"none": "none"}}
         for name, path in shipped_checkpoints().items():
@@ -160,6 +161,13 @@ class Catalog:
         denoiser = denoiser or self.default_denoiser
         if self.is_remote(classifier):
             return self._remote_sampler(classifier, denoiser, label_map)
+        worker = self.local_worker(classifier, denoiser)
+        if self.stream is not None:
+            return StreamSampler(worker, self.stream, self.settings.stream_noise_rng)
+        return worker
+
+    def local_worker(self, classifier: str, denoiser: str) -> LocalWorker:
+        """The in-process worker of a local pair (built once)."""
         pair = (classifier, denoiser)
         worker = self._workers.get(pair)
         if worker is None:
@@ -171,6 +179,19 @@ class Catalog:
                 executor=self._executor,
             )
             self._workers[pair] = worker
+        return worker
+
+    def denoising(self, denoiser: str) -> DenoisingWorker:
+        """The in-process denoising worker of a denoiser (built once)."""
+        worker = self._denoising.get(denoiser)
+        if worker is None:
+            worker = DenoisingWorker(
+                self._model("denoiser", denoiser),
+                device=self.device,
+                batch_size=self.settings.batch_size,
+                executor=self._executor,
+            )
+            self._denoising[denoiser] = worker
         return worker
 
     def _remote_sampler(
@@ -191,16 +212,11 @@ class Catalog:
                 f"{classifier!r} failed repeatedly; calls are paused for "
                 f"{fanout.policy.breaker_reset_s:.0f} s", {"Retry-After": "30"},
             )  # fmt: skip
-        denoising = self._denoising.get(denoiser)
-        if denoising is None:
-            denoising = DenoisingWorker(
-                self._model("denoiser", denoiser),
-                device=self.device,
-                batch_size=self.settings.batch_size,
-                executor=self._executor,
-            )
-            self._denoising[denoiser] = denoising
-        return RemoteSampler(classifier, denoising, fanout, label_map)
+        denoising = self.denoising(denoiser)
+        copies = None
+        if self.stream is not None:
+            copies = StreamCopies(self.stream, denoiser, self.settings.stream_noise_rng)
+        return RemoteSampler(classifier, denoising, fanout, label_map, copies)
 
     def _adapter(self, name: str) -> Adapter:
         """The adapter of a vendor, with its own connection pool and rate limiter (built once)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -211,6 +212,44 @@ def serve(host: str, port: int, example: Path | None, log_level: str) -> None:
         err=True,
     )
     uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+@cli.command()
+@click.option("--name", help="consumer name in the group (default: random)")
+@click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True,
+              help="chunk tasks taken at once (run in shared forward passes)")  # fmt: skip
+@click.option("--reclaim-idle-ms", type=click.IntRange(min=100), default=30_000, show_default=True,
+              help="take over tasks a dead worker left unacknowledged this long")  # fmt: skip
+def worker(name: str | None, batch: int, reclaim_idle_ms: int) -> None:
+    """Run chunk tasks from the Redis Stream (DSMOOTH_REDIS_URL) until SIGTERM or Ctrl-C."""
+    from service.catalog import Catalog
+    from service.stream import StreamConsumer
+    from service.votes import connect_redis
+
+    settings = Settings()
+    if not settings.redis_url:
+        raise click.UsageError("a worker needs DSMOOTH_REDIS_URL")
+
+    async def main() -> None:
+        redis = connect_redis(settings.redis_url or "")
+        catalog = Catalog(settings)
+        await asyncio.to_thread(catalog.load_all)
+        consumer = StreamConsumer(
+            redis, catalog, name, batch, reclaim_idle_ms, settings.vote_ttl_seconds
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)  # finish the tasks in hand, then exit
+        click.echo(f"worker {consumer.name} on {catalog.device}, waiting for chunks", err=True)
+        try:
+            await consumer.run(stop)
+        finally:
+            await catalog.close()
+            await redis.aclose()
+        click.echo(f"worker {consumer.name} stopped after {consumer.done} chunks", err=True)
+
+    asyncio.run(main())
 
 
 @cli.command("new-api-key")

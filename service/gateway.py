@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import torch
+from redis.exceptions import RedisError
 
 from service.adapters.base import CredentialsError
 from service.auth import Authenticator, DailyBudgets, Principal
@@ -31,7 +32,8 @@ from service.schemas import (
     PredictParams,
 )
 from service.settings import Settings
-from service.votes import InMemoryVoteStore, VoteStore
+from service.stream import StreamClient, StreamError, workers_alive
+from service.votes import InMemoryVoteStore, RedisVoteStore, VoteStore, connect_redis
 
 __all__ = ["Prepared", "Services", "problem_for"]
 
@@ -55,8 +57,16 @@ class Prepared:
 class Services:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.catalog = Catalog(settings)
-        self.store: VoteStore = InMemoryVoteStore()
+        self.redis = connect_redis(settings.redis_url) if settings.redis_url else None
+        stream = None
+        if self.redis is not None and settings.execution == "stream":
+            stream = StreamClient(self.redis, timeout_s=settings.stream_timeout_s)
+        self.catalog = Catalog(settings, stream)
+        self.store: VoteStore = (
+            RedisVoteStore(self.redis, settings.vote_ttl_seconds)
+            if self.redis is not None
+            else InMemoryVoteStore()
+        )
         self.jobs = JobManager(settings.job_ttl_seconds, settings.max_jobs)
         self.metrics = Metrics()
         self.auth = Authenticator(settings.api_keys, settings.open_access)
@@ -75,6 +85,15 @@ class Services:
     async def close(self) -> None:
         await self.jobs.shutdown()
         await self.catalog.close()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+    async def readiness(self) -> dict[str, bool]:
+        """What /readyz reports: models loaded, vote store reachable, workers alive (stream)."""
+        checks = {"models": self.catalog.loaded, "vote_store": await _answers(self.store.ping())}
+        if self.catalog.stream is not None and self.redis is not None:
+            checks["workers"] = await _answers(workers_alive(self.redis))
+        return checks
 
     async def prepare(
         self, principal: Principal, options: CertifyOptions | PredictOptions, image_bytes: bytes
@@ -132,6 +151,12 @@ class Services:
                 502, "vendor-credentials-refused", "Vendor refused the credentials",
                 f"{exc}; nothing was certified (the operator must fix the vendor credentials)",
             ) from exc  # fmt: skip
+        except (RedisError, StreamError) as exc:
+            raise ProblemError(
+                503, "backend-unavailable", "Backend unavailable",
+                f"the vote store or the workers failed: {exc}; retry shortly",
+                {"Retry-After": "5"},
+            ) from exc  # fmt: skip
         except ModelVersionChanged as exc:
             raise ProblemError(
                 503, "vendor-model-changed", "Vendor model changed", str(exc),
@@ -141,6 +166,13 @@ class Services:
             self.budgets.refund(principal, planned - spent)
         self.metrics.record(result)
         return result
+
+
+async def _answers(check: Awaitable[bool]) -> bool:
+    try:
+        return await check
+    except Exception:
+        return False
 
 
 def problem_for(exc: Exception) -> Problem:

@@ -56,7 +56,9 @@ class Sampler(Protocol):
 
     def label_name(self, key: str) -> str: ...
 
-    async def count(self, image: torch.Tensor, chunk: Chunk, sigma: float) -> ChunkCounts: ...
+    async def count(
+        self, image: torch.Tensor, digest: str, chunk: Chunk, sigma: float
+    ) -> ChunkCounts: ...
 
     async def clean_votes(self, image: torch.Tensor) -> ChunkCounts:
         """One query on the clean image: its label's count of 1, or one failure."""
@@ -205,7 +207,7 @@ class Certifier:
             if votes is not None:
                 tally.add(votes, cached=True)
             else:
-                votes = await self.sampler.count(image, chunk, params.sigma)
+                votes = await self.sampler.count(image, digest, chunk, params.sigma)
                 if self.store is not None:
                     await self.store.put(chunk_key(digest, chunk, votes.model_version), votes)
                 tally.add(votes, cached=False)

@@ -12,19 +12,31 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Mapping
+from typing import Protocol
 
 import torch
 
 from service.adapters.base import Answer
 from service.adapters.fanout import FanOut
-from service.adapters.prepare import encode_png, quantise
+from service.adapters.prepare import encode_copies
 from service.pipeline import ModelVersionChanged
 from service.sampling import Chunk
 from service.schemas import ModelRef
 from service.votes import ChunkCounts
 from service.worker import DenoisingWorker
 
-__all__ = ["RemoteSampler"]
+__all__ = ["CopySource", "RemoteSampler"]
+
+
+class CopySource(Protocol):
+    """Where denoised copies come from: this process, or a worker through the stream."""
+
+    @property
+    def rng(self) -> str: ...
+
+    async def encoded_copies(
+        self, image: torch.Tensor, digest: str, chunk: Chunk, sigma: float, min_side: int
+    ) -> list[bytes]: ...
 
 
 class RemoteSampler:
@@ -34,8 +46,10 @@ class RemoteSampler:
         denoising: DenoisingWorker,
         fanout: FanOut,
         label_map: Mapping[str, str] | None = None,
+        copies: CopySource | None = None,
     ) -> None:
         self.denoising, self.fanout = denoising, fanout
+        self.copies: CopySource = copies or denoising
         self.adapter = fanout.adapter
         self.label_map = dict(label_map or {})
         self.denoiser_ref = denoising.denoiser_ref
@@ -56,26 +70,26 @@ class RemoteSampler:
             "adapter": self.adapter.name,
             "min_side": self.adapter.min_side,
             "label_map": hashlib.sha256(mapping).hexdigest()[:16],
-            "rng": self.denoising.rng,
+            "rng": self.copies.rng,
             "precision": self.precision,
         }
 
     def label_name(self, key: str) -> str:
         return key  # display names travel with the votes (ChunkCounts.names)
 
-    async def count(self, image: torch.Tensor, chunk: Chunk, sigma: float) -> ChunkCounts:
-        denoised = await self.denoising.on_model_thread(
-            self.denoising.denoised, image, chunk, sigma
+    async def count(
+        self, image: torch.Tensor, digest: str, chunk: Chunk, sigma: float
+    ) -> ChunkCounts:
+        copies = await self.copies.encoded_copies(
+            image, digest, chunk, sigma, self.adapter.min_side
         )
-        return await self._ask(denoised)
+        return await self._ask(copies)
 
     async def clean_votes(self, image: torch.Tensor) -> ChunkCounts:
-        return await self._ask(image[None])
+        clean = await asyncio.to_thread(encode_copies, image[None], self.adapter.min_side)
+        return await self._ask(clean)
 
-    async def _ask(self, images: torch.Tensor) -> ChunkCounts:
-        pixels = quantise(images)
-        min_side = self.adapter.min_side
-        encoded = await asyncio.to_thread(lambda: [encode_png(p, min_side) for p in pixels])
+    async def _ask(self, encoded: list[bytes]) -> ChunkCounts:
         results = await self.fanout.classify(encoded)
         counts: Counter[str] = Counter()
         names: dict[str, str] = {}

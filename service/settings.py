@@ -43,6 +43,19 @@ class Settings(BaseSettings):
     extra_denoisers: dict[str, str] = Field(
         default_factory=dict, description="more denoisers to serve: {name: spec}"
     )
+    redis_url: str | None = Field(
+        None, description="redis://host:6379/0: vote store (and stream workers) in Redis"
+    )
+    execution: Literal["in-process", "stream"] = Field(
+        "in-process", description="run chunks here, or in `dsmooth worker` processes via Redis"
+    )
+    stream_noise_rng: Literal["torch-cpu", "torch-cuda"] = Field(
+        "torch-cpu",
+        description="noise generator family for stream workers: torch-cpu works on every "
+        "worker; torch-cuda is faster but needs GPU workers",
+    )
+    stream_timeout_s: float = Field(600.0, gt=0, description="wait for one chunk from workers")
+    vote_ttl_seconds: int = Field(7 * 24 * 3600, gt=0, description="how long votes are kept")
     api_keys: list[ApiKey] = Field(
         default_factory=list,
         description='JSON list of {"name", "sha256", "daily_queries"}; see `dsmooth new-api-key`',
@@ -66,6 +79,12 @@ class Settings(BaseSettings):
                 "DSMOOTH_API_KEYS must list at least one key outside development "
                 "(open access is for local development only); see `dsmooth new-api-key`"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _stream_needs_redis(self) -> Self:
+        if self.execution == "stream" and not self.redis_url:
+            raise ValueError("DSMOOTH_EXECUTION=stream needs DSMOOTH_REDIS_URL")
         return self
 
     @property

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from denoisers.registry import LoadedModel
+from service.adapters.prepare import encode_copies
 from service.sampling import Chunk, draw_noise
 from service.schemas import ModelRef
 from service.votes import ChunkCounts
@@ -80,6 +81,7 @@ class DenoisingWorker:
         device: torch.device | str = "auto",
         batch_size: int = DEFAULT_BATCH_SIZE,
         executor: ThreadPoolExecutor | None = None,
+        rng_device: str | None = None,
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive (got {batch_size})")
@@ -91,26 +93,45 @@ class DenoisingWorker:
         self.precision = "fp32"
         self.device_name = str(self.device)
         self.denoiser_ref = ModelRef(name=denoiser.name, version=denoiser.version)
+        # Where the noise generator runs: the compute device unless told otherwise. CPU and CUDA
+        # generators give different streams from one seed, so it is part of every seed.
+        self.rng_device = torch.device(rng_device or self.device.type)
 
     @property
     def rng(self) -> str:
         """Which generator family draws the noise: part of what defines a noise stream."""
-        return f"torch-{self.device.type}"
+        return f"torch-{self.rng_device.type}"
 
     async def on_model_thread(self, function: Callable[..., T], *args: object) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, function, *args)
 
-    def noisy(self, image: torch.Tensor, chunk: Chunk, sigma: float) -> torch.Tensor:
-        """The chunk's noisy copies of ``image`` on the device: [size, C, H, W]."""
+    def noisy(
+        self, image: torch.Tensor, chunk: Chunk, sigma: float, rng: str | None = None
+    ) -> torch.Tensor:
+        """The chunk's noisy copies of ``image`` on the device: [size, C, H, W].
+
+        ``rng`` ("torch-cpu", "torch-cuda") overrides the generator family, for tasks planned
+        elsewhere."""
         clean = image.to(self.device, torch.float32)
-        return draw_noise(chunk, tuple(clean.shape), sigma, self.device).add_(clean)
+        rng_device = self.rng_device if rng is None else torch.device(rng.removeprefix("torch-"))
+        noise = draw_noise(chunk, tuple(clean.shape), sigma, rng_device)
+        return noise.to(self.device).add_(clean)
 
     @torch.inference_mode()
-    def denoised(self, image: torch.Tensor, chunk: Chunk, sigma: float) -> torch.Tensor:
+    def denoised(
+        self, image: torch.Tensor, chunk: Chunk, sigma: float, rng: str | None = None
+    ) -> torch.Tensor:
         """The chunk's denoised copies, on the CPU: [size, C, H, W]."""
-        noisy = self.noisy(image, chunk, sigma)
+        noisy = self.noisy(image, chunk, sigma, rng)
         return torch.cat([self.denoiser.module(b).cpu() for b in noisy.split(self.batch_size)])
+
+    async def encoded_copies(
+        self, image: torch.Tensor, digest: str, chunk: Chunk, sigma: float, min_side: int
+    ) -> list[bytes]:
+        """The chunk's denoised copies as PNGs for a vendor (quantised, upscaled)."""
+        denoised = await self.on_model_thread(self.denoised, image, chunk, sigma)
+        return await asyncio.to_thread(encode_copies, denoised, min_side)
 
 
 class LocalWorker(DenoisingWorker):
@@ -126,8 +147,9 @@ class LocalWorker(DenoisingWorker):
         device: torch.device | str = "auto",
         batch_size: int = DEFAULT_BATCH_SIZE,
         executor: ThreadPoolExecutor | None = None,
+        rng_device: str | None = None,
     ) -> None:
-        super().__init__(denoiser, device, batch_size, executor)
+        super().__init__(denoiser, device, batch_size, executor, rng_device)
         self.classifier = classifier
         self.num_classes = len(classifier.classes)
         self.model = BaseClassifier(denoiser.module, classifier.module, classifier.input_size)
@@ -147,7 +169,9 @@ class LocalWorker(DenoisingWorker):
     def label_name(self, key: str) -> str:
         return self.classifier.classes[int(key)]
 
-    async def count(self, image: torch.Tensor, chunk: Chunk, sigma: float) -> ChunkCounts:
+    async def count(
+        self, image: torch.Tensor, digest: str, chunk: Chunk, sigma: float
+    ) -> ChunkCounts:
         """:meth:`count_chunk` on the model thread, as label-key counts."""
         counts = await self.on_model_thread(self.count_chunk, image, chunk, sigma)
         return ChunkCounts({str(i): int(c) for i, c in enumerate(counts) if c})
@@ -167,9 +191,19 @@ class LocalWorker(DenoisingWorker):
     @torch.inference_mode()
     def count_chunk(self, image: torch.Tensor, chunk: Chunk, sigma: float) -> np.ndarray:
         """Label counts [num_classes] of f over the chunk's ``chunk.size`` noisy copies."""
-        labels = self.labels(self.noisy(image, chunk, sigma))
-        counts = torch.bincount(labels, minlength=self.num_classes)
-        return counts.cpu().numpy().astype(np.int64)
+        return self.count_chunks([(image, chunk, sigma)])[0]
+
+    @torch.inference_mode()
+    def count_chunks(
+        self, work: list[tuple[torch.Tensor, Chunk, float]], rng: str | None = None
+    ) -> list[np.ndarray]:
+        """Counts of several chunks (same image shape) in shared forward passes."""
+        noisy = torch.cat([self.noisy(image, chunk, sigma, rng) for image, chunk, sigma in work])
+        labels = self.labels(noisy).split([chunk.size for _, chunk, _ in work])
+        return [
+            torch.bincount(part, minlength=self.num_classes).cpu().numpy().astype(np.int64)
+            for part in labels
+        ]
 
     @torch.inference_mode()
     def clean_label(self, image: torch.Tensor) -> int:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["encode_png", "quantise", "upscaled"]
+__all__ = ["encode_copies", "encode_png", "quantise", "upscaled"]
 
 
 def quantise(images: torch.Tensor) -> np.ndarray:
@@ -36,3 +36,8 @@ def encode_png(pixels: np.ndarray, min_side: int = 1) -> bytes:
     buffer = io.BytesIO()
     upscaled(Image.fromarray(pixels, "RGB"), min_side).save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
+
+
+def encode_copies(images: torch.Tensor, min_side: int = 1) -> list[bytes]:
+    """[B, 3, H, W] floats in [0, 1] to B PNGs, quantised and upscaled to ``min_side``."""
+    return [encode_png(pixels, min_side) for pixels in quantise(images)]

@@ -25,19 +25,12 @@ async def healthz() -> Health:
 
 @router.get("/readyz", responses={503: {"model": Health, "description": "Not ready"}})
 async def readyz(services: ServicesDep) -> Health:
-    """Ready to certify: models loaded and the vote store reachable."""
-    checks = {"models": services.catalog.loaded, "vote_store": await _ping(services)}
+    """Ready to certify: models loaded, the vote store reachable, stream workers alive."""
+    checks = await services.readiness()
     health = Health(status="ready" if all(checks.values()) else "not ready", checks=checks)
     if not all(checks.values()):
         return JSONResponse(health.model_dump(), status_code=503)  # type: ignore[return-value]
     return health
-
-
-async def _ping(services: ServicesDep) -> bool:
-    try:
-        return await services.store.ping()
-    except Exception:
-        return False
 
 
 @router.get("/metrics", response_class=Response)
