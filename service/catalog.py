@@ -9,6 +9,7 @@ adapters, configured through their ``DSMOOTH_<VENDOR>_*`` settings.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -84,7 +85,8 @@ class Catalog:
         for kind, entries in self._specs.items():
             for name, spec in entries.items():
                 model = load_model(spec, "classifier" if kind == "classifier" else "denoiser")
-                self._models[(kind, name)] = model
+                # Known by its catalog name everywhere (certificates, stream tasks).
+                self._models[(kind, name)] = replace(model, name=name)
         for name in adapters():
             if name == "local" or (("classifier", name) in self._models):
                 continue

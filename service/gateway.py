@@ -92,7 +92,7 @@ class Services:
         """What /readyz reports: models loaded, vote store reachable, workers alive (stream)."""
         checks = {"models": self.catalog.loaded, "vote_store": await _answers(self.store.ping())}
         if self.catalog.stream is not None and self.redis is not None:
-            checks["workers"] = await _answers(workers_alive(self.redis))
+            checks["workers"] = await _answers(_any(workers_alive(self.redis)))
         return checks
 
     async def prepare(
@@ -166,6 +166,10 @@ class Services:
             self.budgets.refund(principal, planned - spent)
         self.metrics.record(result)
         return result
+
+
+async def _any(names: Awaitable[list[str]]) -> bool:
+    return bool(await names)
 
 
 async def _answers(check: Awaitable[bool]) -> bool:

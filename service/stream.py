@@ -55,6 +55,7 @@ Entry = tuple[bytes, dict[bytes, bytes]]
 
 STREAM = "dsmooth:chunks"
 GROUP = "workers"
+HEARTBEATS = "dsmooth:workers"  # sorted set: worker name -> time of its last loop
 
 
 class StreamError(RuntimeError):
@@ -153,13 +154,10 @@ class StreamClient:
         raise StreamError(f"no worker finished the chunk within {self.timeout_s:.0f} s")
 
 
-async def workers_alive(redis: Redis, within_ms: int = 5_000) -> bool:
-    """Whether some worker read the stream recently (workers poll every 0.5 s)."""
-    try:
-        consumers: Any = await redis.xinfo_consumers(STREAM, GROUP)
-    except ResponseError:
-        return False  # no stream or group yet: no worker has started
-    return any(int(c.get("idle", within_ms + 1)) <= within_ms for c in consumers)
+async def workers_alive(redis: Redis, within_s: float = 5.0) -> list[str]:
+    """The workers that sent a heartbeat recently (they do every loop, at least every 0.5 s)."""
+    names: Any = await redis.zrangebyscore(HEARTBEATS, time.time() - within_s, "+inf")
+    return [_bytes(name).decode() for name in names]
 
 
 class StreamSampler:
@@ -231,6 +229,8 @@ class StreamConsumer:
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+        # Listed by XINFO CONSUMERS from the start (a read of an empty stream does not do it).
+        await self.redis.xgroup_createconsumer(STREAM, GROUP, self.name)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process tasks until ``stop`` is set; the batch in hand is finished first (SIGTERM)."""
@@ -238,6 +238,7 @@ class StreamConsumer:
         log.info("worker %s consuming %s/%s", self.name, STREAM, GROUP)
         while not stop.is_set():
             try:
+                await self.redis.zadd(HEARTBEATS, {self.name: time.time()})
                 entries = await self._reclaimed() or await self._new(block_ms=500)
             except ResponseError as exc:
                 if "NOGROUP" not in str(exc):
