@@ -9,8 +9,8 @@ adapters, configured through their ``DSMOOTH_<VENDOR>_*`` settings.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import httpx
 import torch

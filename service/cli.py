@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -215,7 +216,8 @@ def serve(host: str, port: int, example: Path | None, log_level: str) -> None:
 
 
 @cli.command()
-@click.option("--name", help="consumer name in the group (default: random)")
+@click.option("--name", default=socket.gethostname(), show_default=True,
+              help="consumer name in the group (unique per worker)")  # fmt: skip
 @click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True,
               help="chunk tasks taken at once (run in shared forward passes)")  # fmt: skip
 @click.option("--reclaim-idle-ms", type=click.IntRange(min=100), default=30_000, show_default=True,
@@ -250,6 +252,31 @@ def worker(name: str | None, batch: int, reclaim_idle_ms: int) -> None:
         click.echo(f"worker {consumer.name} stopped after {consumer.done} chunks", err=True)
 
     asyncio.run(main())
+
+
+@cli.command("worker-health")
+@click.option("--name", default=socket.gethostname(), show_default=True)
+@click.option("--within", type=float, default=30.0, show_default=True, help="seconds")
+def worker_health(name: str, within: float) -> None:
+    """Exit 0 when worker NAME sent a heartbeat within the last WITHIN seconds (healthchecks)."""
+    from service.stream import workers_alive
+    from service.votes import connect_redis
+
+    settings = Settings()
+    if not settings.redis_url:
+        raise click.UsageError("needs DSMOOTH_REDIS_URL")
+
+    async def alive() -> bool:
+        redis = connect_redis(settings.redis_url or "")
+        try:
+            return name in await workers_alive(redis, within)
+        finally:
+            await redis.aclose()
+
+    if not asyncio.run(alive()):
+        click.echo(f"worker {name}: no heartbeat within {within:g} s", err=True)
+        sys.exit(1)
+    click.echo(f"worker {name}: alive")
 
 
 @cli.command("new-api-key")

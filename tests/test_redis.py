@@ -189,6 +189,11 @@ async def test_stream_workers_give_the_in_process_certificate(
     redis_url: str, models: dict[str, str]
 ) -> None:
     with workers(models, redis_url, 2, "--batch", "1") as procs:
+        health = subprocess.run(
+            [DSMOOTH, "worker-health", "--name", "w1"],
+            env={**os.environ, "DSMOOTH_REDIS_URL": redis_url}, capture_output=True, timeout=60,
+        )  # fmt: skip
+        assert health.returncode == 0
         streamed = await _certify(
             _settings(models, redis_url=redis_url, execution="stream"), _png(2), n0=100, n=6000
         )
