@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces the checkpoints shipped in denoisers/checkpoints/ from the data in ../shared.
 # Every step is resumable (state in runs/<name>/): rerun the script after an interruption.
-# Timings on a 2-core AVX512-BF16 CPU with bf16 autocast: see the training notes in README.md.
+# `scripts/train-shipped-checkpoints.sh NAME` trains one checkpoint only.
+# Order: what the embedded default and the public-API demo need first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${DSMOOTH_SHARED_DIR:-../shared}
@@ -9,7 +10,9 @@ DSMOOTH=${DSMOOTH:-.venv/bin/dsmooth}
 OUT=denoisers/checkpoints
 CIFAR_TRAIN=$SHARED/data/cifar10/train-jpeg.tar.gz
 LOSSLESS=$SHARED/data/cifar10/test-lossless-1000.npz
+PHOTOS=$SHARED/data/imagenet-samples
 TP=$SHARED/models/third-party/cifar10-resnet
+RESNET56="cifar-resnet56:$TP/resnet56-4bfd9763.th"
 OWN=cifar10-resnet20
 ONLY=${1:-all}
 
@@ -21,38 +24,39 @@ step() {  # step NAME COMMAND...: run unless the checkpoint exists or another st
   "$@" --run-dir "runs/$name" --out "$OUT/$name.safetensors"
 }
 
-step $OWN $DSMOOTH train-classifier --data "$CIFAR_TRAIN" --validation "$LOSSLESS" \
+cifar_mse() {  # cifar_mse ARCH SIGMA EPOCHS
+  step "$1-cifar10-s$2-mse" "$DSMOOTH" train-denoiser --arch "$1" --sigma "$2" --objective mse \
+    --data "$CIFAR_TRAIN" --validation "$LOSSLESS" --val-classifier "$RESNET56" --epochs "$3"
+}
+
+photo_mse() {  # photo_mse SIGMA: random 64x64 crops of the ImageNet training photos
+  step "unet-imagenet-s$1-mse" "$DSMOOTH" train-denoiser --arch unet --sigma "$1" --objective mse \
+    --photos "$PHOTOS/train" --validation "$PHOTOS/images" --crop 64 --steps-per-epoch 250 \
+    --batch-size 64 --epochs 8
+}
+
+stab() {  # stab SIGMA: black-box (surrogates, never the ResNet-56 target) and white-box
+  step "unet-cifar10-s$1-stab-blackbox" "$DSMOOTH" train-denoiser --arch unet --sigma "$1" \
+    --objective mse+stab --init "$OUT/unet-cifar10-s$1-mse.safetensors" --lr 1e-4 --epochs 3 \
+    --data "$CIFAR_TRAIN" --validation "$LOSSLESS" --val-classifier "$RESNET56" \
+    --surrogate "$OWN" --surrogate "cifar-resnet20:$TP/resnet20-12fca82f.th" \
+    --surrogate "cifar-resnet32:$TP/resnet32-d509ac18.th" \
+    --surrogate "cifar-resnet44:$TP/resnet44-014dd654.th"
+  step "unet-cifar10-s$1-stab-whitebox-resnet56" "$DSMOOTH" train-denoiser --arch unet \
+    --sigma "$1" --objective mse+stab --init "$OUT/unet-cifar10-s$1-mse.safetensors" --lr 1e-4 \
+    --epochs 3 --data "$CIFAR_TRAIN" --validation "$LOSSLESS" --target "$RESNET56"
+}
+
+step $OWN "$DSMOOTH" train-classifier --data "$CIFAR_TRAIN" --validation "$LOSSLESS" \
   --depth 20 --epochs 30
-
-for sigma in 0.25 0.12 0.5; do
-  step unet-cifar10-s$sigma-mse $DSMOOTH train-denoiser --arch unet --sigma $sigma --objective mse \
-    --data "$CIFAR_TRAIN" --validation "$LOSSLESS" --val-classifier "cifar-resnet56:$TP/resnet56-4bfd9763.th" \
-    --epochs 15
-done
-
-for sigma in 0.25 0.12 0.5; do
-  # Black-box Stab: surrogates only (our ResNet-20 and third-party ResNet-20/32/44), never the
-  # ResNet-56 target that validates it.
-  step unet-cifar10-s$sigma-stab-blackbox $DSMOOTH train-denoiser --arch unet --sigma $sigma \
-    --objective mse+stab --init "$OUT/unet-cifar10-s$sigma-mse.safetensors" --lr 1e-4 --epochs 5 \
-    --data "$CIFAR_TRAIN" --validation "$LOSSLESS" \
-    --surrogate $OWN --surrogate "cifar-resnet20:$TP/resnet20-12fca82f.th" \
-    --surrogate "cifar-resnet32:$TP/resnet32-d509ac18.th" --surrogate "cifar-resnet44:$TP/resnet44-014dd654.th" \
-    --val-classifier "cifar-resnet56:$TP/resnet56-4bfd9763.th"
-  # White-box Stab: through the target itself.
-  step unet-cifar10-s$sigma-stab-whitebox-resnet56 $DSMOOTH train-denoiser --arch unet --sigma $sigma \
-    --objective mse+stab --init "$OUT/unet-cifar10-s$sigma-mse.safetensors" --lr 1e-4 --epochs 5 \
-    --data "$CIFAR_TRAIN" --validation "$LOSSLESS" --target "cifar-resnet56:$TP/resnet56-4bfd9763.th"
-done
-
-for sigma in 0.25 0.12 0.5; do
-  step dncnn-cifar10-s$sigma-mse $DSMOOTH train-denoiser --arch dncnn --sigma $sigma --objective mse \
-    --data "$CIFAR_TRAIN" --validation "$LOSSLESS" --val-classifier "cifar-resnet56:$TP/resnet56-4bfd9763.th" \
-    --epochs 8
-done
-
-for sigma in 0.25 0.12; do
-  step unet-imagenet-s$sigma-mse $DSMOOTH train-denoiser --arch unet --sigma $sigma --objective mse \
-    --photos "$SHARED/data/imagenet-samples/train" --validation "$SHARED/data/imagenet-samples/images" \
-    --crop 64 --steps-per-epoch 300 --batch-size 64 --epochs 10
-done
+cifar_mse unet 0.25 15
+photo_mse 0.25
+photo_mse 0.12
+cifar_mse unet 0.12 15
+cifar_mse unet 0.5 15
+stab 0.25
+cifar_mse dncnn 0.25 6
+stab 0.12
+stab 0.5
+cifar_mse dncnn 0.12 6
+cifar_mse dncnn 0.5 6
