@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 EXAMPLE := build/chelsea-32.png
 
-.PHONY: run test check lint typecheck format clean
+.PHONY: run test check lint typecheck format clean openapi clients clients-check
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ run: $(STAMP)
 ## test: every check: lint, format, types, the whole test suite
 test: check
 
-check: lint typecheck
+check: lint typecheck clients-check
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -34,6 +34,22 @@ typecheck: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+## openapi: export the app's OpenAPI document (sorted keys) to clients/openapi.json
+openapi: $(STAMP)
+	$(BIN)/python -m service.openapi_export clients/openapi.json
+
+## clients: regenerate the Python and TypeScript SDKs from clients/openapi.json (pinned tools)
+clients: openapi
+	rm -rf clients/python
+	cd clients && PATH="$(CURDIR)/$(BIN):$$PATH" "$(CURDIR)/$(BIN)/openapi-python-client" generate \
+		--path openapi.json --output-path python --config python-client.yaml
+	cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error && npm run -s generate
+
+## clients-check: fail when the committed SDKs differ from a fresh regeneration
+clients-check: clients
+	@git diff --quiet -- clients && test -z "$$(git status --porcelain -- clients)" \
+		|| { git status --short -- clients; echo "clients/ is stale: run 'make clients' and commit"; exit 1; }
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

@@ -9,16 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 __all__ = [
     "Certificate",
-    "CertifyForm",
     "CertifyOptions",
     "CertifyParams",
     "CertifyRequest",
-    "JobForm",
     "JobOptions",
     "JobRequest",
     "LabelCount",
     "ModelRef",
-    "PredictForm",
     "PredictOptions",
     "PredictParams",
     "PredictRequest",
@@ -195,10 +192,6 @@ class JobOptions(CertifyOptions):
 _IMAGE_B64 = Field(
     description="the image (PNG, JPEG, WebP, BMP, GIF), base64-encoded; a data: URL works too"
 )
-_IMAGE_FILE = Field(
-    description="the image file (PNG, JPEG, WebP, BMP, GIF)",
-    json_schema_extra={"type": "string", "format": "binary"},
-)
 
 
 class CertifyRequest(CertifyOptions):
@@ -211,15 +204,3 @@ class PredictRequest(PredictOptions):
 
 class JobRequest(JobOptions):
     image: str = _IMAGE_B64
-
-
-class CertifyForm(CertifyOptions):
-    image: bytes = _IMAGE_FILE
-
-
-class PredictForm(PredictOptions):
-    image: bytes = _IMAGE_FILE
-
-
-class JobForm(JobOptions):
-    image: bytes = _IMAGE_FILE

@@ -16,7 +16,6 @@ from service.routes.deps import CallerDep, ServicesDep
 from service.routes.openapi_bodies import image_body
 from service.schemas import (
     Certificate,
-    JobForm,
     JobOptions,
     JobRequest,
     Prediction,
@@ -26,11 +25,13 @@ from service.schemas import (
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=PROBLEM_RESPONSES)
 
 
-@router.post("", status_code=202, openapi_extra=image_body(JobRequest, JobForm))
+@router.post("", status_code=202, openapi_extra=image_body(JobRequest))
 async def create_job(
     request: Request, response: Response, services: ServicesDep, caller: CallerDep
 ) -> JobView:
-    """Start a certification (or prediction) in the background; answers at once with its id."""
+    """Start a certification (or prediction) in the background; answers at once with its id.
+
+    JSON or `multipart/form-data` bodies, as for `POST /v1/certify`."""
     options, image = await read_image_request(
         request, JobOptions, services.settings.max_upload_bytes
     )
