@@ -102,7 +102,11 @@ class Services:
         sampler = self.catalog.sampler(options.classifier, options.denoiser, options.label_map)
         params: CertifyParams | PredictParams
         if isinstance(options, CertifyOptions):
-            params = CertifyParams(**options.model_dump(include=set(CertifyParams.model_fields)))
+            fields = options.model_dump(include=set(CertifyParams.model_fields))
+            if fields["candidate"] is None:  # one query instead of n0 where queries cost money
+                paid = sampler.price_per_query > 0
+                fields["candidate"] = "clean" if paid else "noisy"
+            params = CertifyParams(**fields)
             planned = params.n + (params.n0 if params.candidate == "noisy" else 1)
         else:
             params = PredictParams(**options.model_dump(include=set(PredictParams.model_fields)))
@@ -114,6 +118,12 @@ class Services:
             raise _invalid(
                 "budget", f"the request needs {planned:,} queries, over its budget of "
                 f"{options.budget:,}; lower n or n0, or use candidate='clean'"
+            )  # fmt: skip
+        cost = planned * sampler.price_per_query
+        if options.max_cost is not None and cost > options.max_cost:
+            raise _invalid(
+                "max_cost", f"the request may cost up to ${cost:.4f} ({planned:,} queries), "
+                f"over its max_cost of ${options.max_cost:.4f}; lower n or use mode='sequential'"
             )  # fmt: skip
         self.budgets.check(principal, planned)
         try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Protocol, TypedDict
 
@@ -23,6 +23,7 @@ from service.schemas import (
     Prediction,
     PredictParams,
     Queries,
+    Savings,
     Timings,
 )
 from service.votes import ChunkCounts, VoteStore, chunk_key
@@ -136,18 +137,26 @@ class Certifier:
             candidate = next(iter(clean.counts), None)  # None (abstain) if the query failed
         selected = time.perf_counter()
         estimation = _Tally(Counter(), versions=versions, names=names)
-        await self._tally(estimation, image, digest, Phase.ESTIMATION, params.n, params, tracker)
-        result = smoothing.certify(
-            candidate, estimation.counts, params.n, params.sigma, params.alpha
-        )
+        if params.mode == "sequential":
+            result, reason = await self._sequential(
+                estimation, candidate, image, digest, params, tracker
+            )
+        else:
+            await self._tally(
+                estimation, image, digest, Phase.ESTIMATION, params.n, params, tracker
+            )
+            result = smoothing.certify(
+                candidate, estimation.counts, params.n, params.sigma, params.alpha
+            )
+            reason = None
         end = time.perf_counter()
         queries = Queries(
-            total=params.n + (params.n0 if noisy_selection else 1),
+            total=result.n + (params.n0 if noisy_selection else 1),
             cached=selection.cached + estimation.cached,
             failed=selection.failed + estimation.failed,
         )
         return Certificate(
-            **self._common(digest, estimation, params),
+            **self._common(digest, estimation, params, n=result.n),
             queries=queries,
             cost=self._cost(queries),
             label=self._name(result.label, names),
@@ -158,9 +167,54 @@ class Certifier:
             candidate=self._name(candidate, names),
             candidate_source=params.candidate,
             n0=params.n0 if noisy_selection else 0,
+            mode=params.mode,
+            stop_reason=reason,
+            target_radius=params.target_radius,
+            savings=self._savings(params, queries) if params.mode == "sequential" else None,
             timings=Timings(
                 selection_s=selected - start, estimation_s=end - selected, total_s=end - start
             ),
+        )
+
+    async def _sequential(
+        self,
+        tally: _Tally,
+        candidate: str | None,
+        image: torch.Tensor,
+        digest: str,
+        params: CertifyParams,
+        tracker: _Tracker,
+    ) -> tuple[smoothing.CertifyResult, str | None]:
+        """Sample in chunks of one look's unit; evaluate at each planned look; stop when told."""
+        unit = min(params.first_look, chunk_size_for(tuple(image.shape)))
+        first = unit * -(-params.first_look // unit)  # looks are whole numbers of chunks
+        plan = smoothing.SequentialPlan.doubling(min(first, params.n), params.n, params.alpha)
+        chunks = self._chunks(image, digest, Phase.ESTIMATION, params.n, params, unit)
+        look, drawn = 0, 0
+        async for votes, cached, size in chunks:
+            tally.add(votes, cached)
+            drawn += size
+            tracker.advance(size)
+            if drawn < plan.looks[look]:
+                continue
+            step = smoothing.sequential_look(
+                plan, look, candidate, tally.counts, params.sigma, params.target_radius,
+                params.tolerance,
+            )  # fmt: skip
+            if step.stop:
+                await chunks.aclose()
+                tracker.finish()
+                return step.result, step.reason
+            look += 1
+        raise AssertionError("the last look stops")  # pragma: no cover
+
+    def _savings(self, params: CertifyParams, queries: Queries) -> Savings:
+        fixed = 100 + params.n  # the reference plan: n0 = 100 noisy selection, n = the budget
+        saved = fixed - queries.total
+        return Savings(
+            fixed_n_queries=fixed,
+            queries_saved=saved,
+            cost_saved=round(saved * self.sampler.price_per_query, 6),
         )
 
     async def predict(
@@ -185,6 +239,31 @@ class Certifier:
             timings=Timings(estimation_s=end - start, total_s=end - start),
         )
 
+    async def _chunks(
+        self,
+        image: torch.Tensor,
+        digest: str,
+        phase: Phase,
+        total: int,
+        params: PredictParams,
+        chunk_size: int,
+    ) -> AsyncGenerator[tuple[ChunkCounts, bool, int]]:
+        """(votes, from the store?, size) of each chunk of a phase, in the plan's order."""
+        stream = {**self.sampler.stream_params, "sigma": params.sigma}
+        for chunk in plan_phase(self._secret, digest, stream, phase, total, chunk_size):
+            # Looked up under the version the classifier reported last; stored under the one
+            # that answered this chunk (rule 7).
+            votes = None
+            if self.store is not None:
+                votes = await self.store.get(chunk_key(digest, chunk, self.sampler.model_version))
+            if votes is not None:
+                yield votes, True, chunk.size
+                continue
+            votes = await self.sampler.count(image, digest, chunk, params.sigma)
+            if self.store is not None:
+                await self.store.put(chunk_key(digest, chunk, votes.model_version), votes)
+            yield votes, False, chunk.size
+
     async def _tally(
         self,
         tally: _Tally,
@@ -195,25 +274,17 @@ class Certifier:
         params: PredictParams,
         tracker: _Tracker,
     ) -> None:
-        """Add one phase's chunks to ``tally``: from the vote store where stored, else sampled."""
-        stream = {**self.sampler.stream_params, "sigma": params.sigma}
+        """Add all of one phase's chunks to ``tally``."""
         chunk_size = chunk_size_for(tuple(image.shape))
-        for chunk in plan_phase(self._secret, digest, stream, phase, total, chunk_size):
-            # Looked up under the version the classifier reported last; stored under the one
-            # that answered this chunk (rule 7).
-            votes = None
-            if self.store is not None:
-                votes = await self.store.get(chunk_key(digest, chunk, self.sampler.model_version))
-            if votes is not None:
-                tally.add(votes, cached=True)
-            else:
-                votes = await self.sampler.count(image, digest, chunk, params.sigma)
-                if self.store is not None:
-                    await self.store.put(chunk_key(digest, chunk, votes.model_version), votes)
-                tally.add(votes, cached=False)
-            tracker.advance(chunk.size)
+        async for votes, cached, size in self._chunks(
+            image, digest, phase, total, params, chunk_size
+        ):
+            tally.add(votes, cached)
+            tracker.advance(size)
 
-    def _common(self, digest: str, tally: _Tally, params: PredictParams) -> _CommonFields:
+    def _common(
+        self, digest: str, tally: _Tally, params: PredictParams, n: int | None = None
+    ) -> _CommonFields:
         sampler = self.sampler
         classifier = sampler.classifier_ref
         if tally.versions:  # the version the vendor reported is the one certified
@@ -225,7 +296,7 @@ class Certifier:
                 LabelCount(label=self._name(key, tally.names) or key, key=key, count=count)
                 for key, count in top
             ],
-            "n": params.n,
+            "n": params.n if n is None else n,
             "alpha": params.alpha,
             "sigma": params.sigma,
             "classifier": classifier,
@@ -251,6 +322,12 @@ class _Tracker:
 
     def advance(self, samples: int) -> None:
         self.done += samples
+        if self.progress is not None:
+            self.progress(self.done, self.planned)
+
+    def finish(self) -> None:
+        """Stopped early: what was planned is what was done."""
+        self.planned = self.done
         if self.progress is not None:
             self.progress(self.done, self.planned)
 

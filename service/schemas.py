@@ -21,6 +21,7 @@ __all__ = [
     "PredictRequest",
     "Prediction",
     "Queries",
+    "Savings",
     "Timings",
 ]
 
@@ -44,11 +45,28 @@ class CertifyParams(PredictParams):
         description="'noisy': candidate = top class of n0 noisy samples; "
         "'clean': the classifier's label on the clean image (one query)",
     )
+    mode: Literal["fixed", "sequential"] = Field(
+        "fixed",
+        description="'fixed': n samples, one bound; 'sequential': look at 2^k x first_look "
+        "samples (up to n) with anytime-valid bounds and stop as soon as the answer is known",
+    )
+    target_radius: float | None = Field(
+        None, gt=0, description="sequential: stop once this radius is certified or unreachable"
+    )
+    first_look: int = Field(32, ge=1, le=100_000, description="sequential: samples at look 1")
+    tolerance: float = Field(
+        0.02, gt=0, description="sequential without a target: stop when more samples could "
+        "raise the radius by less than this"
+    )  # fmt: skip
 
     @model_validator(mode="after")
-    def _selection_needs_samples(self) -> Self:
+    def _consistent(self) -> Self:
         if self.candidate == "noisy" and self.n0 < 1:
             raise ValueError("n0 must be at least 1 when the candidate comes from noisy samples")
+        if self.mode == "fixed" and self.target_radius is not None:
+            raise ValueError("target_radius needs mode='sequential'")
+        if self.mode == "sequential" and self.first_look > self.n:
+            raise ValueError("first_look must not exceed n")
         return self
 
 
@@ -114,6 +132,12 @@ _EXAMPLE_COMMON: dict[str, Any] = {
 }
 
 
+class Savings(_Strict):
+    fixed_n_queries: int = Field(description="queries of the fixed-n plan (n0 = 100, n = max)")
+    queries_saved: int
+    cost_saved: float = Field(description="USD")
+
+
 class Certificate(_Result):
     model_config = ConfigDict(
         json_schema_extra={
@@ -138,6 +162,14 @@ class Certificate(_Result):
     candidate: str | None = Field(description="the class tested, also when abstaining")
     candidate_source: CandidateSource
     n0: int
+    mode: Literal["fixed", "sequential"] = "fixed"
+    stop_reason: str | None = Field(
+        None,
+        description="sequential: target_certified, target_unreachable, converged, "
+        "budget_exhausted or no_candidate",
+    )
+    target_radius: float | None = None
+    savings: Savings | None = Field(None, description="sequential: against the fixed-n plan")
 
 
 class Prediction(_Result):
@@ -165,6 +197,9 @@ class _ModelChoice(_Strict):
     budget: int | None = Field(
         None, ge=1, description="most classifier queries this request may spend"
     )
+    max_cost: float | None = Field(
+        None, ge=0, description="most USD this request may spend on classifier queries"
+    )
     label_map: dict[str, str] | None = Field(
         None,
         description="vendor label key -> class key (synonyms into one class), fixed before "
@@ -179,6 +214,12 @@ class _ModelChoice(_Strict):
 
 class CertifyOptions(CertifyParams, _ModelChoice):
     """Everything of a certification request but the image."""
+
+    candidate: CandidateSource | None = Field(  # type: ignore[assignment]
+        None,
+        description="'noisy': top class of n0 noisy samples; 'clean': the classifier's label on "
+        "the clean image (one query). Default: clean for paid classifiers, noisy otherwise",
+    )
 
 
 class PredictOptions(PredictParams, _ModelChoice):

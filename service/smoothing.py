@@ -32,6 +32,8 @@ __all__ = [
     "RADIUS_DECIMALS",
     "CertifyResult",
     "PredictResult",
+    "SequentialPlan",
+    "SequentialStep",
     "certify",
     "lower_confidence_bound",
     "max_certifiable_radius",
@@ -40,6 +42,8 @@ __all__ = [
     "ranked",
     "round_down",
     "select_candidate",
+    "sequential_look",
+    "upper_confidence_bound",
 ]
 
 Label = TypeVar("Label", bound=Hashable)
@@ -67,6 +71,16 @@ def lower_confidence_bound(n_a: int, n: int, alpha: float) -> float:
     if n_a == 0:
         return 0.0
     return float(beta.ppf(alpha, n_a, n - n_a + 1))
+
+
+def upper_confidence_bound(n_a: int, n: int, alpha: float) -> float:
+    """One-sided (1 - alpha) Clopper-Pearson upper bound: the 1 - alpha quantile of
+    Beta(n_a + 1, n - n_a); 1 when ``n_a == n``."""
+    _check_counts(n_a, n)
+    _check_alpha(alpha)
+    if n_a == n:
+        return 1.0
+    return float(beta.ppf(1 - alpha, n_a + 1, n - n_a))
 
 
 def radius_from_p_lower(p_lower: float, sigma: float) -> float:
@@ -173,3 +187,81 @@ def _check_counts(n_a: int, n: int) -> None:
 def _check_alpha(alpha: float) -> None:
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1) (got {alpha})")
+
+
+# --- Sequential certification ------------------------------------------------------------------
+#
+# Guarantee. The estimation samples are looked at only at the planned cumulative counts
+# ``looks`` (doubling from ``first`` up to ``max_n``). At look k the Clopper-Pearson bounds are
+# computed at alpha_k = alpha / K (K = number of looks), so by the union bound all K lower bounds
+# hold at once with probability >= 1 - alpha. Whatever rule decides to stop — target certified,
+# target shown unreachable, budget spent — the certificate comes from one of those K bounds and is
+# wrong with probability at most alpha: stopping early is not optional stopping of a fixed-n
+# bound (trap 2) because the bound was never fixed-n.
+
+
+@dataclass(frozen=True, slots=True)
+class SequentialPlan:
+    """Looks at cumulative sample counts ``looks``, each at ``alpha / len(looks)``."""
+
+    looks: tuple[int, ...]
+    alpha: float
+
+    @classmethod
+    def doubling(cls, first: int, max_n: int, alpha: float) -> SequentialPlan:
+        if not 1 <= first <= max_n:
+            raise ValueError(f"need 1 <= first <= max_n (got {first}, {max_n})")
+        _check_alpha(alpha)
+        looks = []
+        n = first
+        while n < max_n:
+            looks.append(n)
+            n *= 2
+        looks.append(max_n)
+        return cls(tuple(looks), alpha)
+
+    @property
+    def alpha_per_look(self) -> float:
+        return self.alpha / len(self.looks)
+
+
+@dataclass(frozen=True, slots=True)
+class SequentialStep:
+    """The state after one look: the certificate so far and whether (and why) to stop."""
+
+    result: CertifyResult
+    stop: bool
+    reason: str | None  # target_certified, target_unreachable, converged, budget_exhausted
+
+
+def sequential_look(
+    plan: SequentialPlan,
+    look: int,
+    candidate: Label | None,
+    counts: Mapping[Label, int],
+    sigma: float,
+    target_radius: float | None,
+    tolerance: float,
+) -> SequentialStep:
+    """Evaluate look number ``look`` (0-based) on the cumulative ``counts`` of
+    ``plan.looks[look]`` samples.
+
+    Without a target the aim is the largest radius within the budget: stop once even the upper
+    confidence bound of p_A could not add more than ``tolerance`` to the certified radius.
+    """
+    n = plan.looks[look]
+    alpha = plan.alpha_per_look
+    result = certify(candidate, counts, n, sigma, alpha)
+    if candidate is None:
+        return SequentialStep(result, True, "no_candidate")
+    p_upper = upper_confidence_bound(result.n_a, n, alpha)
+    best = sigma * float(norm.ppf(p_upper)) if p_upper > 0.5 else 0.0
+    last = look == len(plan.looks) - 1
+    if target_radius is not None:
+        if not result.abstained and result.radius >= target_radius:
+            return SequentialStep(result, True, "target_certified")
+        if best < target_radius:  # even the true p_A cannot certify it: more samples are waste
+            return SequentialStep(result, True, "target_unreachable")
+    elif best - result.radius < tolerance and p_upper < 1.0:
+        return SequentialStep(result, True, "converged")
+    return SequentialStep(result, last, "budget_exhausted" if last else None)

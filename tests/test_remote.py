@@ -212,3 +212,35 @@ async def test_a_vendor_model_update_mid_certification_refuses_the_certificate(
     assert response.status_code == 503, response.text
     assert "2024-02-01, 2025-01-01" in response.json()["detail"]
     assert fake.model_version == "2025-01-01"
+
+
+async def test_paid_classifiers_default_to_the_clean_candidate_and_sequential_saves(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with vendor_env("google", monkeypatch) as fake:
+        async for client in _client(settings):
+            response = await client.post(
+                "/v1/certify",
+                **_form(classifier="google", sigma=0.12, mode="sequential", target_radius=0.05,
+                        n=2000, first_look=16),
+            )  # fmt: skip
+    assert response.status_code == 200, response.text
+    certificate = response.json()
+    assert certificate["candidate_source"] == "clean" and certificate["n0"] == 0
+    assert certificate["stop_reason"] in {"target_certified", "target_unreachable"}
+    assert certificate["queries"]["total"] == certificate["n"] + 1 == fake.images
+    savings = certificate["savings"]
+    assert savings["fixed_n_queries"] == 2100
+    assert savings["queries_saved"] == 2100 - certificate["queries"]["total"] > 0
+
+
+async def test_a_request_over_its_cost_budget_is_refused_before_any_query(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with vendor_env("azure", monkeypatch) as fake:
+        async for client in _client(settings):
+            response = await client.post(
+                "/v1/certify", **_form(classifier="azure", n=1000, max_cost=0.5)
+            )
+    assert response.status_code == 422 and "max_cost" in response.json()["detail"]
+    assert fake.calls == 0

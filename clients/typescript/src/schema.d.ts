@@ -310,6 +310,12 @@ export interface components {
              * @description stable key of the class (index for local models)
              */
             label_key: string | null;
+            /**
+             * Mode
+             * @default fixed
+             * @enum {string}
+             */
+            mode?: "fixed" | "sequential";
             /** N */
             n: number;
             /** N0 */
@@ -329,8 +335,17 @@ export interface components {
             radius: number;
             /** Request Id */
             request_id: string;
+            /** @description sequential: against the fixed-n plan */
+            savings?: components["schemas"]["Savings"] | null;
             /** Sigma */
             sigma: number;
+            /**
+             * Stop Reason
+             * @description sequential: target_certified, target_unreachable, converged, budget_exhausted or no_candidate
+             */
+            stop_reason?: string | null;
+            /** Target Radius */
+            target_radius?: number | null;
             timings: components["schemas"]["Timings"];
             /**
              * Top Counts
@@ -354,11 +369,10 @@ export interface components {
             budget?: number | null;
             /**
              * Candidate
-             * @description 'noisy': candidate = top class of n0 noisy samples; 'clean': the classifier's label on the clean image (one query)
-             * @default noisy
-             * @enum {string}
+             * @description 'noisy': top class of n0 noisy samples; 'clean': the classifier's label on the clean image (one query). Default: clean for paid classifiers, noisy otherwise
+             * @default null
              */
-            candidate?: "noisy" | "clean";
+            candidate?: ("noisy" | "clean") | null;
             /**
              * Classifier
              * @description catalog name (GET /v1/classifiers)
@@ -372,6 +386,12 @@ export interface components {
              */
             denoiser?: string | null;
             /**
+             * First Look
+             * @description sequential: samples at look 1
+             * @default 32
+             */
+            first_look?: number;
+            /**
              * Image
              * @description the image (PNG, JPEG, WebP, BMP, GIF), base64-encoded; a data: URL works too
              */
@@ -384,6 +404,19 @@ export interface components {
             label_map?: {
                 [key: string]: string;
             } | null;
+            /**
+             * Max Cost
+             * @description most USD this request may spend on classifier queries
+             * @default null
+             */
+            max_cost?: number | null;
+            /**
+             * Mode
+             * @description 'fixed': n samples, one bound; 'sequential': look at 2^k x first_look samples (up to n) with anytime-valid bounds and stop as soon as the answer is known
+             * @default fixed
+             * @enum {string}
+             */
+            mode?: "fixed" | "sequential";
             /**
              * N
              * @description number of noisy samples
@@ -402,6 +435,18 @@ export interface components {
              * @default 0.25
              */
             sigma?: number;
+            /**
+             * Target Radius
+             * @description sequential: stop once this radius is certified or unreachable
+             * @default null
+             */
+            target_radius?: number | null;
+            /**
+             * Tolerance
+             * @description sequential without a target: stop when more samples could raise the radius by less than this
+             * @default 0.02
+             */
+            tolerance?: number;
         };
         /** ClassifierInfo */
         ClassifierInfo: {
@@ -513,11 +558,10 @@ export interface components {
             budget?: number | null;
             /**
              * Candidate
-             * @description 'noisy': candidate = top class of n0 noisy samples; 'clean': the classifier's label on the clean image (one query)
-             * @default noisy
-             * @enum {string}
+             * @description 'noisy': top class of n0 noisy samples; 'clean': the classifier's label on the clean image (one query). Default: clean for paid classifiers, noisy otherwise
+             * @default null
              */
-            candidate?: "noisy" | "clean";
+            candidate?: ("noisy" | "clean") | null;
             /**
              * Classifier
              * @description catalog name (GET /v1/classifiers)
@@ -531,6 +575,12 @@ export interface components {
              */
             denoiser?: string | null;
             /**
+             * First Look
+             * @description sequential: samples at look 1
+             * @default 32
+             */
+            first_look?: number;
+            /**
              * Image
              * @description the image (PNG, JPEG, WebP, BMP, GIF), base64-encoded; a data: URL works too
              */
@@ -543,6 +593,19 @@ export interface components {
             label_map?: {
                 [key: string]: string;
             } | null;
+            /**
+             * Max Cost
+             * @description most USD this request may spend on classifier queries
+             * @default null
+             */
+            max_cost?: number | null;
+            /**
+             * Mode
+             * @description 'fixed': n samples, one bound; 'sequential': look at 2^k x first_look samples (up to n) with anytime-valid bounds and stop as soon as the answer is known
+             * @default fixed
+             * @enum {string}
+             */
+            mode?: "fixed" | "sequential";
             /**
              * N
              * @description number of noisy samples
@@ -568,6 +631,18 @@ export interface components {
              * @default 0.25
              */
             sigma?: number;
+            /**
+             * Target Radius
+             * @description sequential: stop once this radius is certified or unreachable
+             * @default null
+             */
+            target_radius?: number | null;
+            /**
+             * Tolerance
+             * @description sequential without a target: stop when more samples could raise the radius by less than this
+             * @default 0.02
+             */
+            tolerance?: number;
         };
         /**
          * JobState
@@ -648,6 +723,12 @@ export interface components {
             label_map?: {
                 [key: string]: string;
             } | null;
+            /**
+             * Max Cost
+             * @description most USD this request may spend on classifier queries
+             * @default null
+             */
+            max_cost?: number | null;
             /**
              * N
              * @description number of noisy samples
@@ -817,6 +898,21 @@ export interface components {
              * @description classifier queries this result rests on
              */
             total: number;
+        };
+        /** Savings */
+        Savings: {
+            /**
+             * Cost Saved
+             * @description USD
+             */
+            cost_saved: number;
+            /**
+             * Fixed N Queries
+             * @description queries of the fixed-n plan (n0 = 100, n = max)
+             */
+            fixed_n_queries: number;
+            /** Queries Saved */
+            queries_saved: number;
         };
         /** Timings */
         Timings: {

@@ -2,9 +2,11 @@
 
 from .certificate import Certificate
 from .certificate_candidate_source import CertificateCandidateSource
+from .certificate_mode import CertificateMode
 from .certify_request import CertifyRequest
-from .certify_request_candidate import CertifyRequestCandidate
+from .certify_request_candidate_type_0 import CertifyRequestCandidateType0
 from .certify_request_label_map_type_0 import CertifyRequestLabelMapType0
+from .certify_request_mode import CertifyRequestMode
 from .classifier_info import ClassifierInfo
 from .denoiser_info import DenoiserInfo
 from .field_error import FieldError
@@ -12,8 +14,9 @@ from .health import Health
 from .health_checks import HealthChecks
 from .job_progress import JobProgress
 from .job_request import JobRequest
-from .job_request_candidate import JobRequestCandidate
+from .job_request_candidate_type_0 import JobRequestCandidateType0
 from .job_request_label_map_type_0 import JobRequestLabelMapType0
+from .job_request_mode import JobRequestMode
 from .job_request_operation import JobRequestOperation
 from .job_state import JobState
 from .job_view import JobView
@@ -24,14 +27,17 @@ from .predict_request_label_map_type_0 import PredictRequestLabelMapType0
 from .prediction import Prediction
 from .problem import Problem
 from .queries import Queries
+from .savings import Savings
 from .timings import Timings
 
 __all__ = (
     "Certificate",
     "CertificateCandidateSource",
+    "CertificateMode",
     "CertifyRequest",
-    "CertifyRequestCandidate",
+    "CertifyRequestCandidateType0",
     "CertifyRequestLabelMapType0",
+    "CertifyRequestMode",
     "ClassifierInfo",
     "DenoiserInfo",
     "FieldError",
@@ -39,8 +45,9 @@ __all__ = (
     "HealthChecks",
     "JobProgress",
     "JobRequest",
-    "JobRequestCandidate",
+    "JobRequestCandidateType0",
     "JobRequestLabelMapType0",
+    "JobRequestMode",
     "JobRequestOperation",
     "JobState",
     "JobView",
@@ -51,5 +58,6 @@ __all__ = (
     "PredictRequestLabelMapType0",
     "Problem",
     "Queries",
+    "Savings",
     "Timings",
 )

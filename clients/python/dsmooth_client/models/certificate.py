@@ -6,12 +6,14 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from attrs import define as _attrs_define
 
 from ..models.certificate_candidate_source import CertificateCandidateSource
+from ..models.certificate_mode import CertificateMode
 from ..types import UNSET, Unset
 
 if TYPE_CHECKING:
     from ..models.label_count import LabelCount
     from ..models.model_ref import ModelRef
     from ..models.queries import Queries
+    from ..models.savings import Savings
     from ..models.timings import Timings
 
 
@@ -43,6 +45,11 @@ class Certificate:
         timings (Timings):
         top_counts (list[LabelCount]): most frequent labels of the counted samples
         cost (float | Unset): estimated cost of the queries, in USD Default: 0.0.
+        mode (CertificateMode | Unset):  Default: CertificateMode.FIXED.
+        savings (None | Savings | Unset): sequential: against the fixed-n plan
+        stop_reason (None | str | Unset): sequential: target_certified, target_unreachable, converged, budget_exhausted
+            or no_candidate
+        target_radius (float | None | Unset):
     """
 
     abstained: bool
@@ -66,8 +73,14 @@ class Certificate:
     timings: Timings
     top_counts: list[LabelCount]
     cost: float | Unset = 0.0
+    mode: CertificateMode | Unset = CertificateMode.FIXED
+    savings: None | Savings | Unset = UNSET
+    stop_reason: None | str | Unset = UNSET
+    target_radius: float | None | Unset = UNSET
 
     def to_dict(self) -> dict[str, Any]:
+        from ..models.savings import Savings  # noqa: PLC0415
+
         abstained = self.abstained
 
         alpha = self.alpha
@@ -116,6 +129,30 @@ class Certificate:
 
         cost = self.cost
 
+        mode: str | Unset = UNSET
+        if not isinstance(self.mode, Unset):
+            mode = self.mode.value
+
+        savings: dict[str, Any] | None | Unset
+        if isinstance(self.savings, Unset):
+            savings = UNSET
+        elif isinstance(self.savings, Savings):
+            savings = self.savings.to_dict()
+        else:
+            savings = self.savings
+
+        stop_reason: None | str | Unset
+        if isinstance(self.stop_reason, Unset):
+            stop_reason = UNSET
+        else:
+            stop_reason = self.stop_reason
+
+        target_radius: float | None | Unset
+        if isinstance(self.target_radius, Unset):
+            target_radius = UNSET
+        else:
+            target_radius = self.target_radius
+
         field_dict: dict[str, Any] = {}
 
         field_dict.update(
@@ -144,6 +181,14 @@ class Certificate:
         )
         if cost is not UNSET:
             field_dict["cost"] = cost
+        if mode is not UNSET:
+            field_dict["mode"] = mode
+        if savings is not UNSET:
+            field_dict["savings"] = savings
+        if stop_reason is not UNSET:
+            field_dict["stop_reason"] = stop_reason
+        if target_radius is not UNSET:
+            field_dict["target_radius"] = target_radius
 
         return field_dict
 
@@ -152,6 +197,7 @@ class Certificate:
         from ..models.label_count import LabelCount  # noqa: PLC0415
         from ..models.model_ref import ModelRef  # noqa: PLC0415
         from ..models.queries import Queries  # noqa: PLC0415
+        from ..models.savings import Savings  # noqa: PLC0415
         from ..models.timings import Timings  # noqa: PLC0415
 
         d = dict(src_dict)
@@ -217,6 +263,48 @@ class Certificate:
 
         cost = d.pop("cost", UNSET)
 
+        _mode = d.pop("mode", UNSET)
+        mode: CertificateMode | Unset
+        if isinstance(_mode, Unset):
+            mode = UNSET
+        else:
+            mode = CertificateMode(_mode)
+
+        def _parse_savings(data: object) -> None | Savings | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                savings_type_0 = Savings.from_dict(data)
+
+                return savings_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(None | Savings | Unset, data)
+
+        savings = _parse_savings(d.pop("savings", UNSET))
+
+        def _parse_stop_reason(data: object) -> None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(None | str | Unset, data)
+
+        stop_reason = _parse_stop_reason(d.pop("stop_reason", UNSET))
+
+        def _parse_target_radius(data: object) -> float | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(float | None | Unset, data)
+
+        target_radius = _parse_target_radius(d.pop("target_radius", UNSET))
+
         certificate = cls(
             abstained=abstained,
             alpha=alpha,
@@ -239,6 +327,10 @@ class Certificate:
             timings=timings,
             top_counts=top_counts,
             cost=cost,
+            mode=mode,
+            savings=savings,
+            stop_reason=stop_reason,
+            target_radius=target_radius,
         )
 
         return certificate

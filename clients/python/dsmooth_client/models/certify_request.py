@@ -5,7 +5,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from attrs import define as _attrs_define
 
-from ..models.certify_request_candidate import CertifyRequestCandidate
+from ..models.certify_request_candidate_type_0 import CertifyRequestCandidateType0
+from ..models.certify_request_mode import CertifyRequestMode
 from ..types import UNSET, Unset
 
 if TYPE_CHECKING:
@@ -22,27 +23,39 @@ class CertifyRequest:
         image (str): the image (PNG, JPEG, WebP, BMP, GIF), base64-encoded; a data: URL works too
         alpha (float | Unset): failure probability Default: 0.001.
         budget (int | None | Unset): most classifier queries this request may spend
-        candidate (CertifyRequestCandidate | Unset): 'noisy': candidate = top class of n0 noisy samples; 'clean': the
-            classifier's label on the clean image (one query) Default: CertifyRequestCandidate.NOISY.
+        candidate (CertifyRequestCandidateType0 | None | Unset): 'noisy': top class of n0 noisy samples; 'clean': the
+            classifier's label on the clean image (one query). Default: clean for paid classifiers, noisy otherwise
         classifier (None | str | Unset): catalog name (GET /v1/classifiers)
         denoiser (None | str | Unset): catalog name (GET /v1/denoisers)
+        first_look (int | Unset): sequential: samples at look 1 Default: 32.
         label_map (CertifyRequestLabelMapType0 | None | Unset): vendor label key -> class key (synonyms into one class),
             fixed before sampling; a JSON object (a JSON string in multipart forms)
+        max_cost (float | None | Unset): most USD this request may spend on classifier queries
+        mode (CertifyRequestMode | Unset): 'fixed': n samples, one bound; 'sequential': look at 2^k x first_look samples
+            (up to n) with anytime-valid bounds and stop as soon as the answer is known Default: CertifyRequestMode.FIXED.
         n (int | Unset): number of noisy samples Default: 10000.
         n0 (int | Unset): selection samples (0 with 'clean') Default: 100.
         sigma (float | Unset): noise level in [0, 1] pixel units Default: 0.25.
+        target_radius (float | None | Unset): sequential: stop once this radius is certified or unreachable
+        tolerance (float | Unset): sequential without a target: stop when more samples could raise the radius by less
+            than this Default: 0.02.
     """
 
     image: str
     alpha: float | Unset = 0.001
     budget: int | None | Unset = UNSET
-    candidate: CertifyRequestCandidate | Unset = CertifyRequestCandidate.NOISY
+    candidate: CertifyRequestCandidateType0 | None | Unset = UNSET
     classifier: None | str | Unset = UNSET
     denoiser: None | str | Unset = UNSET
+    first_look: int | Unset = 32
     label_map: CertifyRequestLabelMapType0 | None | Unset = UNSET
+    max_cost: float | None | Unset = UNSET
+    mode: CertifyRequestMode | Unset = CertifyRequestMode.FIXED
     n: int | Unset = 10000
     n0: int | Unset = 100
     sigma: float | Unset = 0.25
+    target_radius: float | None | Unset = UNSET
+    tolerance: float | Unset = 0.02
 
     def to_dict(self) -> dict[str, Any]:
         from ..models.certify_request_label_map_type_0 import CertifyRequestLabelMapType0  # noqa: PLC0415
@@ -57,9 +70,13 @@ class CertifyRequest:
         else:
             budget = self.budget
 
-        candidate: str | Unset = UNSET
-        if not isinstance(self.candidate, Unset):
+        candidate: None | str | Unset
+        if isinstance(self.candidate, Unset):
+            candidate = UNSET
+        elif isinstance(self.candidate, CertifyRequestCandidateType0):
             candidate = self.candidate.value
+        else:
+            candidate = self.candidate
 
         classifier: None | str | Unset
         if isinstance(self.classifier, Unset):
@@ -73,6 +90,8 @@ class CertifyRequest:
         else:
             denoiser = self.denoiser
 
+        first_look = self.first_look
+
         label_map: dict[str, Any] | None | Unset
         if isinstance(self.label_map, Unset):
             label_map = UNSET
@@ -81,11 +100,29 @@ class CertifyRequest:
         else:
             label_map = self.label_map
 
+        max_cost: float | None | Unset
+        if isinstance(self.max_cost, Unset):
+            max_cost = UNSET
+        else:
+            max_cost = self.max_cost
+
+        mode: str | Unset = UNSET
+        if not isinstance(self.mode, Unset):
+            mode = self.mode.value
+
         n = self.n
 
         n0 = self.n0
 
         sigma = self.sigma
+
+        target_radius: float | None | Unset
+        if isinstance(self.target_radius, Unset):
+            target_radius = UNSET
+        else:
+            target_radius = self.target_radius
+
+        tolerance = self.tolerance
 
         field_dict: dict[str, Any] = {}
 
@@ -104,14 +141,24 @@ class CertifyRequest:
             field_dict["classifier"] = classifier
         if denoiser is not UNSET:
             field_dict["denoiser"] = denoiser
+        if first_look is not UNSET:
+            field_dict["first_look"] = first_look
         if label_map is not UNSET:
             field_dict["label_map"] = label_map
+        if max_cost is not UNSET:
+            field_dict["max_cost"] = max_cost
+        if mode is not UNSET:
+            field_dict["mode"] = mode
         if n is not UNSET:
             field_dict["n"] = n
         if n0 is not UNSET:
             field_dict["n0"] = n0
         if sigma is not UNSET:
             field_dict["sigma"] = sigma
+        if target_radius is not UNSET:
+            field_dict["target_radius"] = target_radius
+        if tolerance is not UNSET:
+            field_dict["tolerance"] = tolerance
 
         return field_dict
 
@@ -133,12 +180,22 @@ class CertifyRequest:
 
         budget = _parse_budget(d.pop("budget", UNSET))
 
-        _candidate = d.pop("candidate", UNSET)
-        candidate: CertifyRequestCandidate | Unset
-        if isinstance(_candidate, Unset):
-            candidate = UNSET
-        else:
-            candidate = CertifyRequestCandidate(_candidate)
+        def _parse_candidate(data: object) -> CertifyRequestCandidateType0 | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, str):
+                    raise TypeError()
+                candidate_type_0 = CertifyRequestCandidateType0(data)
+
+                return candidate_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(CertifyRequestCandidateType0 | None | Unset, data)
+
+        candidate = _parse_candidate(d.pop("candidate", UNSET))
 
         def _parse_classifier(data: object) -> None | str | Unset:
             if data is None:
@@ -158,6 +215,8 @@ class CertifyRequest:
 
         denoiser = _parse_denoiser(d.pop("denoiser", UNSET))
 
+        first_look = d.pop("first_look", UNSET)
+
         def _parse_label_map(data: object) -> CertifyRequestLabelMapType0 | None | Unset:
             if data is None:
                 return data
@@ -175,11 +234,38 @@ class CertifyRequest:
 
         label_map = _parse_label_map(d.pop("label_map", UNSET))
 
+        def _parse_max_cost(data: object) -> float | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(float | None | Unset, data)
+
+        max_cost = _parse_max_cost(d.pop("max_cost", UNSET))
+
+        _mode = d.pop("mode", UNSET)
+        mode: CertifyRequestMode | Unset
+        if isinstance(_mode, Unset):
+            mode = UNSET
+        else:
+            mode = CertifyRequestMode(_mode)
+
         n = d.pop("n", UNSET)
 
         n0 = d.pop("n0", UNSET)
 
         sigma = d.pop("sigma", UNSET)
+
+        def _parse_target_radius(data: object) -> float | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(float | None | Unset, data)
+
+        target_radius = _parse_target_radius(d.pop("target_radius", UNSET))
+
+        tolerance = d.pop("tolerance", UNSET)
 
         certify_request = cls(
             image=image,
@@ -188,10 +274,15 @@ class CertifyRequest:
             candidate=candidate,
             classifier=classifier,
             denoiser=denoiser,
+            first_look=first_look,
             label_map=label_map,
+            max_cost=max_cost,
+            mode=mode,
             n=n,
             n0=n0,
             sigma=sigma,
+            target_radius=target_radius,
+            tolerance=tolerance,
         )
 
         return certify_request

@@ -25,6 +25,7 @@ class PredictRequest:
         denoiser (None | str | Unset): catalog name (GET /v1/denoisers)
         label_map (None | PredictRequestLabelMapType0 | Unset): vendor label key -> class key (synonyms into one class),
             fixed before sampling; a JSON object (a JSON string in multipart forms)
+        max_cost (float | None | Unset): most USD this request may spend on classifier queries
         n (int | Unset): number of noisy samples Default: 10000.
         sigma (float | Unset): noise level in [0, 1] pixel units Default: 0.25.
     """
@@ -35,6 +36,7 @@ class PredictRequest:
     classifier: None | str | Unset = UNSET
     denoiser: None | str | Unset = UNSET
     label_map: None | PredictRequestLabelMapType0 | Unset = UNSET
+    max_cost: float | None | Unset = UNSET
     n: int | Unset = 10000
     sigma: float | Unset = 0.25
 
@@ -71,6 +73,12 @@ class PredictRequest:
         else:
             label_map = self.label_map
 
+        max_cost: float | None | Unset
+        if isinstance(self.max_cost, Unset):
+            max_cost = UNSET
+        else:
+            max_cost = self.max_cost
+
         n = self.n
 
         sigma = self.sigma
@@ -92,6 +100,8 @@ class PredictRequest:
             field_dict["denoiser"] = denoiser
         if label_map is not UNSET:
             field_dict["label_map"] = label_map
+        if max_cost is not UNSET:
+            field_dict["max_cost"] = max_cost
         if n is not UNSET:
             field_dict["n"] = n
         if sigma is not UNSET:
@@ -152,6 +162,15 @@ class PredictRequest:
 
         label_map = _parse_label_map(d.pop("label_map", UNSET))
 
+        def _parse_max_cost(data: object) -> float | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(float | None | Unset, data)
+
+        max_cost = _parse_max_cost(d.pop("max_cost", UNSET))
+
         n = d.pop("n", UNSET)
 
         sigma = d.pop("sigma", UNSET)
@@ -163,6 +182,7 @@ class PredictRequest:
             classifier=classifier,
             denoiser=denoiser,
             label_map=label_map,
+            max_cost=max_cost,
             n=n,
             sigma=sigma,
         )

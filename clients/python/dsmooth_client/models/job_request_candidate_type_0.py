@@ -1,7 +1,7 @@
 from enum import StrEnum
 
 
-class JobRequestCandidate(StrEnum):
+class JobRequestCandidateType0(StrEnum):
     CLEAN = "clean"
     NOISY = "noisy"
 

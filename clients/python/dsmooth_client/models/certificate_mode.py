@@ -1,9 +1,9 @@
 from enum import StrEnum
 
 
-class CertifyRequestCandidate(StrEnum):
-    CLEAN = "clean"
-    NOISY = "noisy"
+class CertificateMode(StrEnum):
+    FIXED = "fixed"
+    SEQUENTIAL = "sequential"
 
     def __str__(self) -> str:
         return str(self.value)
