@@ -43,10 +43,10 @@ class UNet(nn.Module):
             nn.init.zeros_(self.out.bias)
 
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
-        h, w = noisy.shape[-2:]
-        # Pad to a multiple of 4 so both poolings are exact; crop back at the end.
-        pad_h, pad_w = -h % 4, -w % 4
-        x = F.pad(noisy, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else noisy
+        h, w = noisy.shape[-2], noisy.shape[-1]
+        # Pad to a multiple of 4 so both poolings are exact; crop back at the end. No branch on
+        # the shape, so torch.fx can trace it (BatchNorm folding).
+        x = F.pad(noisy, (0, (-w) % 4, 0, (-h) % 4), mode="replicate")
         e1 = self.enc1(x)
         e2 = self.enc2(F.avg_pool2d(e1, 2))
         b = self.bottom(F.avg_pool2d(e2, 2))

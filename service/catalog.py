@@ -179,6 +179,7 @@ class Catalog:
                 device=self.device,
                 batch_size=self.settings.batch_size,
                 executor=self._executor,
+                precision=self.settings.precision,
             )
             self._workers[pair] = worker
         return worker
@@ -192,6 +193,7 @@ class Catalog:
                 device=self.device,
                 batch_size=self.settings.batch_size,
                 executor=self._executor,
+                precision=self.settings.precision,
             )
             self._denoising[denoiser] = worker
         return worker

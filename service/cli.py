@@ -109,6 +109,7 @@ def _certifier(
         load_classifier(classifier or settings.classifier),
         device=device or settings.device,
         batch_size=batch_size or settings.batch_size,
+        precision=settings.precision,
     )
     return Certifier(worker, settings.secret_bytes)
 

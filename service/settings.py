@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     )
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1'")
     batch_size: int = Field(DEFAULT_BATCH_SIZE, gt=0, description="noisy copies per forward pass")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="model arithmetic; auto: bf16 where the hardware has it natively"
+    )
     classifier: str = Field(DEFAULT_CLASSIFIER, description="default classifier spec")
     denoiser: str = Field(DEFAULT_DENOISER, description="default denoiser spec")
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0, description="largest decoded image accepted")

@@ -8,14 +8,16 @@ because it happens *after* the noise), classify, take the arg-max.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.fx.experimental.optimization import fuse
 
 from denoisers.registry import LoadedModel
 from service.adapters.prepare import encode_copies
@@ -28,8 +30,10 @@ __all__ = [
     "BaseClassifier",
     "DenoisingWorker",
     "LocalWorker",
+    "for_inference",
     "resize_to",
     "resolve_device",
+    "resolve_precision",
 ]
 
 DEFAULT_BATCH_SIZE = 500
@@ -45,6 +49,30 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was asked for but no CUDA device is available")
     return device
+
+
+Precision = Literal["auto", "fp32", "bf16"]
+
+
+def resolve_precision(precision: Precision, device: torch.device) -> str:
+    """``auto``: bf16 where the hardware computes it natively (CUDA with bf16, AVX512-BF16)."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+
+
+def for_inference(module: nn.Module, device: torch.device) -> nn.Module:
+    """BatchNorm folded into the convolutions (torch.fx), channels_last, on ``device``.
+
+    Folding changes the arithmetic by float rounding only; the folded model is the base
+    classifier that is certified. Models torch.fx cannot trace are used as they are.
+    """
+    module = module.eval()
+    with contextlib.suppress(Exception):  # not traceable: fine, just slower
+        module = fuse(module)
+    return module.to(device).to(memory_format=torch.channels_last)
 
 
 def resize_to(images: torch.Tensor, size: int | None) -> torch.Tensor:
@@ -82,15 +110,16 @@ class DenoisingWorker:
         batch_size: int = DEFAULT_BATCH_SIZE,
         executor: ThreadPoolExecutor | None = None,
         rng_device: str | None = None,
+        precision: Precision = "fp32",
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive (got {batch_size})")
         self.denoiser = denoiser
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.batch_size = batch_size
-        self.denoiser.module.eval().to(self.device)
+        self.denoiser_module = for_inference(denoiser.module, self.device)
         self._executor = executor or ThreadPoolExecutor(1, thread_name_prefix="dsmooth-model")
-        self.precision = "fp32"
+        self.precision = resolve_precision(precision, self.device)
         self.device_name = str(self.device)
         self.denoiser_ref = ModelRef(name=denoiser.name, version=denoiser.version)
         # Where the noise generator runs: the compute device unless told otherwise. CPU and CUDA
@@ -116,7 +145,7 @@ class DenoisingWorker:
         clean = image.to(self.device, torch.float32)
         rng_device = self.rng_device if rng is None else torch.device(rng.removeprefix("torch-"))
         noise = draw_noise(chunk, tuple(clean.shape), sigma, rng_device)
-        return noise.to(self.device).add_(clean)
+        return noise.to(self.device).add_(clean).contiguous(memory_format=torch.channels_last)
 
     @torch.inference_mode()
     def denoised(
@@ -124,7 +153,15 @@ class DenoisingWorker:
     ) -> torch.Tensor:
         """The chunk's denoised copies, on the CPU: [size, C, H, W]."""
         noisy = self.noisy(image, chunk, sigma, rng)
-        return torch.cat([self.denoiser.module(b).cpu() for b in noisy.split(self.batch_size)])
+        with self.autocast():
+            batches = [self.denoiser_module(b).float().cpu() for b in noisy.split(self.batch_size)]
+        return torch.cat(batches)
+
+    def autocast(self) -> torch.autocast:
+        """bf16 autocast when that is the precision (the noise itself stays float32)."""
+        return torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
+        )
 
     async def encoded_copies(
         self, image: torch.Tensor, digest: str, chunk: Chunk, sigma: float, min_side: int
@@ -148,12 +185,15 @@ class LocalWorker(DenoisingWorker):
         batch_size: int = DEFAULT_BATCH_SIZE,
         executor: ThreadPoolExecutor | None = None,
         rng_device: str | None = None,
+        precision: Precision = "fp32",
     ) -> None:
-        super().__init__(denoiser, device, batch_size, executor, rng_device)
+        super().__init__(denoiser, device, batch_size, executor, rng_device, precision)
         self.classifier = classifier
         self.num_classes = len(classifier.classes)
-        self.model = BaseClassifier(denoiser.module, classifier.module, classifier.input_size)
-        self.model.eval().to(self.device)
+        self.classifier_module = for_inference(classifier.module, self.device)
+        self.model = BaseClassifier(
+            self.denoiser_module, self.classifier_module, classifier.input_size
+        )
         self.classifier_ref = ModelRef(name=classifier.name, version=classifier.version)
 
     @property
@@ -182,10 +222,11 @@ class LocalWorker(DenoisingWorker):
     @torch.inference_mode()
     def labels(self, images: torch.Tensor) -> torch.Tensor:
         """Arg-max labels of f on a stack of images [B, C, H, W] (already noisy), in batches."""
-        out = [
-            self.model(batch.to(self.device)).argmax(dim=1)
-            for batch in images.split(self.batch_size)
-        ]
+        with self.autocast():
+            out = [
+                self.model(batch.to(self.device)).argmax(dim=1)
+                for batch in images.split(self.batch_size)
+            ]
         return torch.cat(out)
 
     @torch.inference_mode()
@@ -209,4 +250,5 @@ class LocalWorker(DenoisingWorker):
     def clean_label(self, image: torch.Tensor) -> int:
         """The classifier's label on the clean image (no noise, no denoiser)."""
         batch = resize_to(image.to(self.device, torch.float32)[None], self.classifier.input_size)
-        return int(self.classifier.module(batch).argmax(dim=1).item())
+        with self.autocast():
+            return int(self.classifier_module(batch).argmax(dim=1).item())

@@ -112,7 +112,7 @@ def running(vendor: Vendor, **state: object) -> Iterator[tuple[FakeState, str]]:
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=httpx.Timeout(2.0)) as c:
+    async with httpx.AsyncClient(timeout=httpx.Timeout(60.0)) as c:
         yield c
 
 

@@ -1,0 +1,175 @@
+"""Queries needed to certify a radius: fixed-n against clean candidate + sequential.
+
+For each image and each target radius r: the fixed-n plan (n0 = 100 noisy selection samples,
+n = 10,000) certifies r when its radius is >= r; the query-efficient plan takes the candidate from
+the clean image and samples sequentially with ``target_radius = r`` up to the same n. Reported:
+median and mean queries per image, certified accuracy at r of both, and the query ratio.
+
+Two settings, both through the real gateway (ASGI):
+- CIFAR-10: the first ``--count`` lossless test images, third-party ResNet-56 + the shipped MSE
+  denoiser, against the true labels;
+- a public API: ImageNet sample photos through the fake Google Vision API (real MobileNetV2
+  labels), "ground truth" = the API's own label on the clean photo (as in Salman et al.).
+
+    .venv/bin/python -m benchmarks.query_efficiency --count 100 --photos 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from asgi_lifespan import LifespanManager
+from PIL import Image
+
+from denoisers.data import load_lossless_npz
+from denoisers.registry import shipped_checkpoints
+from service.app import create_app
+from service.settings import Settings
+from tests.fakes import google as fake_google
+from tests.fakes.common import FakeState
+from tests.live_server import live_server
+
+SHARED = Path(os.environ.get("DSMOOTH_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
+RESNET56 = SHARED / "models/third-party/cifar10-resnet/resnet56-4bfd9763.th"
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+async def _run(
+    client: httpx.AsyncClient, images: list[tuple[bytes, str | None]], base: dict[str, str],
+    radii: list[float], n: int,
+) -> dict[str, Any]:  # fmt: skip
+    """Fixed-n once per image (its radius answers every r), sequential once per image and r."""
+    fixed: list[tuple[bool, float]] = []
+    sequential: dict[float, list[tuple[bool, int]]] = {r: [] for r in radii}
+    for index, (image, truth) in enumerate(images):
+        files = {"image": ("image.png", image, "image/png")}
+        answer = await client.post(
+            "/v1/certify", files=files,
+            data={**base, "candidate": "noisy", "n0": "100", "n": str(n)},
+        )  # fmt: skip
+        answer.raise_for_status()
+        certificate = answer.json()
+        truth = truth if truth is not None else certificate["candidate"]  # the API's own label
+        fixed.append((certificate["label"] == truth, certificate["radius"]))
+        for r in radii:
+            answer = await client.post(
+                "/v1/certify", files=files,
+                data={**base, "candidate": "clean", "n0": "0", "n": str(n),
+                      "mode": "sequential", "target_radius": str(r)},
+            )  # fmt: skip
+            answer.raise_for_status()
+            seq = answer.json()
+            ok = seq["label"] == truth and seq["radius"] >= r
+            sequential[r].append((ok, seq["queries"]["total"] - seq["queries"]["cached"]))
+        print(f"  image {index + 1}/{len(images)}", end="\r", flush=True)
+    rows = []
+    for r in radii:
+        queries = [q for _, q in sequential[r]]
+        row = {
+            "radius": r,
+            "fixed_queries_median": n + 100,
+            "fixed_certified_accuracy": sum(ok and rad >= r for ok, rad in fixed) / len(fixed),
+            "sequential_queries_median": statistics.median(queries),
+            "sequential_queries_mean": round(statistics.fmean(queries), 1),
+            "sequential_certified_accuracy": sum(ok for ok, _ in sequential[r]) / len(queries),
+            "query_ratio_median": round((n + 100) / statistics.median(queries), 1),
+        }
+        rows.append(row)
+        print(
+            f"  r={r}: fixed {row['fixed_queries_median']} queries, "
+            f"{100 * row['fixed_certified_accuracy']:.0f}% certified | sequential median "
+            f"{row['sequential_queries_median']} (mean {row['sequential_queries_mean']}), "
+            f"{100 * row['sequential_certified_accuracy']:.0f}% | "
+            f"{row['query_ratio_median']}x fewer"
+        )
+    return {"images": len(images), "n": n, "rows": rows}
+
+
+async def cifar(count: int, n: int, radii: list[float], denoiser: str) -> dict[str, Any]:
+    data = load_lossless_npz(SHARED / "data/cifar10/test-lossless-1000.npz").head(count)
+    images = [
+        (_png(data.images[i].permute(1, 2, 0).numpy()), data.classes[int(data.labels[i])])
+        for i in range(count)
+    ]
+    settings = Settings(
+        classifier=f"cifar-resnet56:{RESNET56}", denoiser=denoiser, max_n_local=n + 100
+    )
+    async with LifespanManager(create_app(settings)) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://x", timeout=3600) as c:
+            print(f"CIFAR-10, ResNet-56 + {denoiser}, sigma 0.25, {count} images")
+            result = await _run(c, images, {"sigma": "0.25"}, radii, n)
+    return {"setting": "cifar10", "classifier": "cifar-resnet56", "denoiser": denoiser, **result}
+
+
+async def public_api(photos: int, n: int, radii: list[float], denoiser: str) -> dict[str, Any]:
+    folder = SHARED / "data/imagenet-samples/images"
+    images = [(path.read_bytes(), None) for path in sorted(folder.glob("*.JPEG"))[:photos]]
+    fake = FakeState(rate=1000.0, burst=100.0)
+    with live_server(fake_google.build(fake)) as url:
+        os.environ.update({
+            "DSMOOTH_GOOGLE_ENDPOINT": url, "DSMOOTH_GOOGLE_API_KEY": "good-key",
+            "DSMOOTH_GOOGLE_REQUESTS_PER_SECOND": "1000",
+        })  # fmt: skip
+        settings = Settings(denoiser=denoiser, max_n_remote=n + 100)
+        async with LifespanManager(create_app(settings)) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://x", timeout=3600
+            ) as c:
+                print(f"fake Google Vision (MobileNetV2), {denoiser}, sigma 0.25, {photos} photos")
+                base = {"sigma": "0.25", "classifier": "google"}
+                result = await _run(c, images, base, radii, n)
+    return {"setting": "google-fake", "denoiser": denoiser, "billed_images": fake.images, **result}
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    shipped = shipped_checkpoints()
+    cifar_denoiser = args.cifar_denoiser if args.cifar_denoiser in shipped else "none"
+    photo_denoiser = args.photo_denoiser if args.photo_denoiser in shipped else "none"
+    settings = []
+    if args.count:
+        settings.append(await cifar(args.count, args.n, args.radius, cifar_denoiser))
+    if args.photos:
+        settings.append(await public_api(args.photos, args.api_n, args.radius, photo_denoiser))
+    return {
+        "benchmark": "query_efficiency",
+        "alpha": 0.001,
+        "settings": settings,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=100, help="CIFAR test images (0: skip)")
+    parser.add_argument("--photos", type=int, default=20, help="ImageNet photos (0: skip)")
+    parser.add_argument("--n", type=int, default=10_000, help="n of both plans (CIFAR)")
+    parser.add_argument("--api-n", type=int, default=10_000, help="n of both plans (API)")
+    parser.add_argument("--radius", type=float, action="append", default=None)
+    parser.add_argument("--cifar-denoiser", default="unet-cifar10-s0.25-mse")
+    parser.add_argument("--photo-denoiser", default="unet-imagenet-s0.25-mse")
+    parser.add_argument("--out", type=Path, default=Path("build/benchmarks/query_efficiency.json"))
+    arguments = parser.parse_args()
+    arguments.radius = arguments.radius or [0.25, 0.5]
+    report = asyncio.run(main(arguments))
+    arguments.out.parent.mkdir(parents=True, exist_ok=True)
+    arguments.out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {arguments.out}")

@@ -1,0 +1,254 @@
+"""Samples/s of denoiser + classifier pairs: the reference loop against this project's pipeline.
+
+(a) the loop of the original randomized-smoothing code: fp32, batch 400, ``torch.no_grad``,
+    ``randn_like`` noise, arg-max and count;
+(b) this project's pipeline (``LocalWorker.count_chunk``): seeded float32 noise, BatchNorm folded,
+    channels_last, bf16 autocast where the hardware has it, ``inference_mode``.
+Both run in the same process on the same weights (random: speed does not depend on them).
+Also: FLOPs per sample against the measured matmul peak, ``POST /v1/certify`` against the bare
+pipeline at n = 10,000, and 8 concurrent certifications against one.
+
+    .venv/bin/python -m benchmarks.throughput            # CPU
+    .venv/bin/python -m benchmarks.throughput --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import torch
+from asgi_lifespan import LifespanManager
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from denoisers.classifiers import cifar_resnet, torchvision_resnet
+from denoisers.dncnn import DnCNN
+from denoisers.registry import LoadedModel
+from denoisers.unet import UNet
+from service.app import create_app
+from service.examples import example_image
+from service.sampling import Chunk, Phase
+from service.settings import Settings
+from service.worker import BaseClassifier, LocalWorker
+
+
+def _loaded(name: str, kind: str, module: nn.Module, size: int | None = None) -> LoadedModel:
+    classes = tuple(str(i) for i in range(1000 if size == 224 else 10))
+    return LoadedModel(name, kind, name, "random", module.eval(), classes, size)  # type: ignore[arg-type]
+
+
+def pairs(include_224: bool) -> list[tuple[str, LoadedModel, LoadedModel, int]]:
+    torch.manual_seed(0)
+    dncnn = _loaded("dncnn", "denoiser", DnCNN())
+    unet = _loaded("unet", "denoiser", UNet())
+    resnet20 = _loaded("cifar-resnet20", "classifier", cifar_resnet(20), 32)
+    resnet56 = _loaded("cifar-resnet56", "classifier", cifar_resnet(56), 32)
+    found = [
+        ("dncnn + cifar-resnet20", dncnn, resnet20, 32),
+        ("dncnn + cifar-resnet56", dncnn, resnet56, 32),
+        ("unet + cifar-resnet56", unet, resnet56, 32),
+    ]
+    if include_224:
+        resnet50 = torchvision_resnet(50, state=torchvision_resnet_state())
+        found.append(
+            ("dncnn + resnet50 (224)", dncnn, _loaded("resnet50", "classifier", resnet50, 224), 224)
+        )
+    return found
+
+
+def torchvision_resnet_state() -> dict[str, torch.Tensor]:
+    from torchvision.models import resnet50
+
+    return resnet50(weights=None).state_dict()
+
+
+def reference_loop(model: nn.Module, image: torch.Tensor, n: int, device: torch.device) -> float:
+    """The original implementation's sampling loop; returns samples/s."""
+    model = model.to(device).eval()
+    counts = torch.zeros(1000, dtype=torch.long, device=device)
+    start = time.perf_counter()
+    with torch.no_grad():
+        remaining = n
+        while remaining > 0:
+            size = min(400, remaining)
+            remaining -= size
+            batch = image.to(device).repeat((size, 1, 1, 1))
+            noise = torch.randn_like(batch) * 0.25
+            predictions = model(batch + noise).argmax(1)
+            counts += torch.bincount(predictions, minlength=1000)[:1000]
+    _sync(device)
+    return n / (time.perf_counter() - start)
+
+
+def pipeline(worker: LocalWorker, image: torch.Tensor, n: int) -> float:
+    chunk_size = 1000
+    start = time.perf_counter()
+    for index in range(0, n, chunk_size):
+        worker.count_chunk(
+            image, Chunk(Phase.ESTIMATION, index, min(chunk_size, n - index), index), 0.25
+        )
+    _sync(worker.device)
+    return n / (time.perf_counter() - start)
+
+
+def flops_per_sample(model: nn.Module, size: int) -> float:
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model.to("cpu")(torch.rand(1, 3, size, size))
+    return float(counter.get_total_flops())
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
+    size = 4096 if device.type == "cuda" else 2048
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    a @ b
+    _sync(device)
+    repeats = 20 if device.type == "cuda" else 5
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    _sync(device)
+    return 2 * size**3 * repeats / (time.perf_counter() - start)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+async def gateway_overhead(n: int) -> dict[str, float]:
+    """``POST /v1/certify`` (ASGI, shipped models) against the bare pipeline, same request."""
+    buffer = io.BytesIO()
+    example_image("chelsea", size=32).save(buffer, format="PNG")
+    app = create_app(Settings(denoiser="none"))
+    async with LifespanManager(app) as manager:
+        services = manager.app.state.services  # type: ignore[attr-defined]
+        worker = services.catalog.local_worker("cifar10-resnet20", "none")
+        image = torch.rand(3, 32, 32)
+        pipeline(worker, image, 1000)  # warm-up
+        bare = n / pipeline(worker, image, n)
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://x", timeout=600
+        ) as client:
+            files = {"image": ("cat.png", buffer.getvalue(), "image/png")}
+            fields = {"n0": "0", "n": str(n), "candidate": "clean"}
+            start = time.perf_counter()
+            response = await client.post("/v1/certify", files=files, data=fields)
+            served = time.perf_counter() - start
+            response.raise_for_status()
+            single = n / served
+            start = time.perf_counter()
+            answers = await asyncio.gather(
+                *[
+                    client.post("/v1/certify", files=files, data={**fields, "sigma": f"0.1{i}"})
+                    for i in range(8)
+                ]
+            )
+            concurrent = 8 * n / (time.perf_counter() - start)
+            assert all(a.status_code == 200 for a in answers)
+    return {
+        "n": n,
+        "pipeline_s": round(bare, 3),
+        "certify_s": round(served, 3),
+        "overhead_pct": round(100 * (served - bare) / bare, 1),
+        "single_samples_per_s": round(single, 1),
+        "concurrent8_samples_per_s": round(concurrent, 1),
+        "concurrent_ratio": round(concurrent / single, 3),
+    }
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    peaks = {
+        "fp32": matmul_peak(device, torch.float32),
+        "bf16": matmul_peak(device, torch.bfloat16),
+    }
+    print(
+        f"matmul peak on {device}: fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, "
+        f"bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s"
+    )
+    rows = []
+    header = (
+        f"{'pair':<26}{'GFLOP/sample':>13}{'reference/s':>13}{'ours/s':>10}{'ratio':>8}"
+        f"{'% of peak':>11}  precision"
+    )
+    print(header)
+    for name, denoiser, classifier, size in pairs(args.include_224):
+        n = args.n if size == 32 else args.n_224
+        image = torch.rand(3, size, size)
+        model = BaseClassifier(denoiser.module, classifier.module, classifier.input_size)
+        flops = flops_per_sample(model, size)
+        reference = reference_loop(model, image, n, device)
+        worker = LocalWorker(
+            denoiser, classifier, device=device, batch_size=args.batch, precision=args.precision
+        )
+        pipeline(worker, image, min(n, 1000))  # warm-up
+        ours = pipeline(worker, image, n)
+        peak = peaks[worker.precision]
+        row = {
+            "pair": name, "size": size, "n": n, "gflop_per_sample": round(flops / 1e9, 3),
+            "reference_samples_per_s": round(reference, 1), "samples_per_s": round(ours, 1),
+            "ratio": round(ours / reference, 2), "precision": worker.precision,
+            "achieved_gflops": round(ours * flops / 1e9, 1),
+            "percent_of_peak": round(100 * ours * flops / peak, 1),
+        }  # fmt: skip
+        rows.append(row)
+        print(
+            f"{name:<26}{row['gflop_per_sample']:>13}{row['reference_samples_per_s']:>13}"
+            f"{row['samples_per_s']:>10}{row['ratio']:>8}{row['percent_of_peak']:>11}  "
+            f"{row['precision']}"
+        )
+    gateway = asyncio.run(gateway_overhead(args.n_gateway)) if args.gateway else None
+    if gateway:
+        print(
+            f"POST /v1/certify n={gateway['n']}: {gateway['certify_s']} s against the pipeline's "
+            f"{gateway['pipeline_s']} s (overhead {gateway['overhead_pct']}%); 8 concurrent: "
+            f"{gateway['concurrent_ratio']}x the single-request rate"
+        )
+    return {
+        "benchmark": "throughput",
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor(),
+        "threads": torch.get_num_threads(),
+        "matmul_peak_gflops": {k: round(v / 1e9, 1) for k, v in peaks.items()},
+        "rows": rows,
+        "gateway": gateway,
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+        },
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--n", type=int, default=4000, help="samples per 32x32 measurement")
+    parser.add_argument("--n-224", type=int, default=200, help="samples per 224x224 measurement")
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--include-224", action="store_true", help="also DnCNN + ResNet-50 at 224")
+    parser.add_argument("--no-gateway", dest="gateway", action="store_false")
+    parser.add_argument("--n-gateway", type=int, default=10_000)
+    parser.add_argument("--out", type=Path, default=Path("build/benchmarks/throughput.json"))
+    arguments = parser.parse_args()
+    report = main(arguments)
+    arguments.out.parent.mkdir(parents=True, exist_ok=True)
+    arguments.out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {arguments.out}")
