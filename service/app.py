@@ -19,7 +19,7 @@ from service.gateway import Services
 from service.inputs import BodySizeLimit
 from service.metrics import MetricsMiddleware
 from service.problems import install_problem_handlers, problem_response
-from service.routes import catalog, certify, health, jobs
+from service.routes import catalog, certify, demo, health, jobs, preview
 from service.routes.openapi_bodies import EXTRA_SCHEMAS
 from service.settings import Settings
 
@@ -68,7 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         detail = "the server failed unexpectedly; the error was logged"
         return problem_response(request, 500, "internal-error", "Internal error", detail)
 
-    for router in (certify.router, jobs.router, catalog.router, health.router):
+    routers = (certify.router, preview.router, jobs.router, catalog.router, health.router)
+    for router in (*routers, demo.router):
         app.include_router(router)
     # Base64 adds a third to the image; leave room for the other fields.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes * 4 // 3 + 65_536)

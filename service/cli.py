@@ -292,6 +292,20 @@ def new_api_key_command(name: str, daily_queries: int | None) -> None:
 
 
 @cli.command()
+@click.argument("bench", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path))
+def report(bench: Path, out_dir: Path | None) -> None:
+    """Render a certified-accuracy benchmark JSON as a PNG plot and a markdown table."""
+    from service.report import render_report
+
+    try:
+        png, markdown = render_report(bench, out_dir)
+    except (json.JSONDecodeError, KeyError) as exc:
+        raise click.ClickException(f"{bench}: not a benchmark JSON ({exc})") from exc
+    click.echo(f"wrote {png} and {markdown}")
+
+
+@cli.command()
 def models() -> None:
     """List the model architectures and shipped checkpoints."""
     for arch in sorted(architectures().values(), key=lambda a: (a.kind, a.name)):

@@ -7,7 +7,9 @@ created by the app factory; routes call :meth:`Services.certify` / :meth:`Servic
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
+import secrets
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -16,6 +18,7 @@ import torch
 from redis.exceptions import RedisError
 
 from service.adapters.base import CredentialsError
+from service.adapters.prepare import encode_copies
 from service.auth import Authenticator, DailyBudgets, Principal
 from service.catalog import Catalog
 from service.imaging import ImageDecodeError, decode_image
@@ -23,6 +26,7 @@ from service.jobs import JobManager
 from service.metrics import Metrics
 from service.pipeline import Certifier, ModelVersionChanged, Progress
 from service.problems import FieldError, Problem, ProblemError
+from service.sampling import Chunk, Phase
 from service.schemas import (
     Certificate,
     CertifyOptions,
@@ -30,6 +34,8 @@ from service.schemas import (
     Prediction,
     PredictOptions,
     PredictParams,
+    Preview,
+    PreviewOptions,
 )
 from service.settings import Settings
 from service.stream import StreamClient, StreamError, workers_alive
@@ -41,6 +47,7 @@ log = logging.getLogger("dsmooth")
 
 R = TypeVar("R", Certificate, Prediction)
 
+PREVIEW_MAX_PIXELS = 512 * 512
 _DECODE_STATUS = {"empty": 422, "unsupported": 415, "too_large": 413, "corrupt": 422}
 
 
@@ -126,15 +133,32 @@ class Services:
                 f"over its max_cost of ${options.max_cost:.4f}; lower n or use mode='sequential'"
             )  # fmt: skip
         self.budgets.check(principal, planned)
+        image = await self._decode(image_bytes, self.settings.max_pixels)
+        certifier = Certifier(sampler, self.settings.secret_bytes, self.store)
+        return Prepared(certifier, image, params, planned)
+
+    async def preview(self, options: PreviewOptions, image_bytes: bytes) -> Preview:
+        """k noisy copies and their denoised versions, from fresh (not secret) noise."""
+        worker = self.catalog.denoising(options.denoiser or self.catalog.default_denoiser)
+        image = await self._decode(image_bytes, PREVIEW_MAX_PIXELS)
+        chunk = Chunk(Phase.SELECTION, 0, options.k, seed=secrets.randbits(63))
+        noisy = await worker.on_model_thread(worker.noisy, image, chunk, options.sigma)
+        denoised = await worker.on_model_thread(worker.denoised, image, chunk, options.sigma)
+        return Preview(
+            noisy=await asyncio.to_thread(_data_urls, noisy.float().cpu()),
+            denoised=await asyncio.to_thread(_data_urls, denoised),
+            sigma=options.sigma,
+            denoiser=worker.denoiser_ref,
+        )
+
+    async def _decode(self, image_bytes: bytes, max_pixels: int) -> torch.Tensor:
         try:
-            image = await asyncio.to_thread(decode_image, image_bytes, self.settings.max_pixels)
+            return await asyncio.to_thread(decode_image, image_bytes, max_pixels)
         except ImageDecodeError as exc:
             raise ProblemError(
                 _DECODE_STATUS[exc.reason], f"image-{exc.reason.replace('_', '-')}",
                 "Image not accepted", str(exc),
             ) from exc  # fmt: skip
-        certifier = Certifier(sampler, self.settings.secret_bytes, self.store)
-        return Prepared(certifier, image, params, planned)
 
     async def certify(
         self, principal: Principal, prepared: Prepared, progress: Progress | None = None
@@ -176,6 +200,12 @@ class Services:
             self.budgets.refund(principal, planned - spent)
         self.metrics.record(result)
         return result
+
+
+def _data_urls(images: torch.Tensor) -> list[str]:
+    return [
+        "data:image/png;base64," + base64.b64encode(png).decode() for png in encode_copies(images)
+    ]
 
 
 async def _any(names: Awaitable[list[str]]) -> bool:

@@ -20,6 +20,9 @@ __all__ = [
     "PredictParams",
     "PredictRequest",
     "Prediction",
+    "Preview",
+    "PreviewOptions",
+    "PreviewRequest",
     "Queries",
     "Savings",
     "Timings",
@@ -245,3 +248,23 @@ class PredictRequest(PredictOptions):
 
 class JobRequest(JobOptions):
     image: str = _IMAGE_B64
+
+
+class PreviewOptions(_Strict):
+    denoiser: str | None = Field(None, description="catalog name (GET /v1/denoisers)")
+    sigma: float = Field(0.25, gt=0, le=4.0, description="noise level in [0, 1] pixel units")
+    k: int = Field(8, ge=1, le=16, description="copies to show")
+
+
+class PreviewRequest(PreviewOptions):
+    image: str = _IMAGE_B64
+
+
+class Preview(_Strict):
+    """Noisy copies and their denoised versions, as PNG data URLs. The noise is fresh randomness,
+    never the secret noise of a certification."""
+
+    noisy: list[str]
+    denoised: list[str]
+    sigma: float
+    denoiser: ModelRef

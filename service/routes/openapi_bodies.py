@@ -13,12 +13,18 @@ from typing import Any
 from pydantic import BaseModel
 
 from service.problems import Problem
-from service.schemas import CertifyRequest, JobRequest, PredictRequest
+from service.schemas import CertifyRequest, JobRequest, PredictRequest, PreviewRequest
 
 __all__ = ["EXTRA_SCHEMAS", "image_body"]
 
 # Schemas the routes reference by hand (their bodies are parsed by read_image_request).
-EXTRA_SCHEMAS: list[type[BaseModel]] = [Problem, CertifyRequest, PredictRequest, JobRequest]
+EXTRA_SCHEMAS: list[type[BaseModel]] = [
+    Problem,
+    CertifyRequest,
+    PredictRequest,
+    JobRequest,
+    PreviewRequest,
+]
 # A 1x1 grey PNG: small enough to paste, real enough to run.
 EXAMPLE_IMAGE = (
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGNoaGgAAAMEAYFL09IQAAAAAElFTkSuQmCC"

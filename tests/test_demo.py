@@ -1,0 +1,95 @@
+"""The demo page in a real browser (Debian's Chromium through Playwright)."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.app import create_app
+from service.examples import example_image
+from service.settings import Settings
+from tests.live_server import live_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    with live_server(create_app(Settings(denoiser="none"))) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("demo") / "cat.png"
+    example_image("chelsea", size=32).save(path)
+    return path
+
+
+def test_the_page_and_its_assets_are_served(server: str) -> None:
+    page = httpx.get(server + "/")
+    assert page.status_code == 200 and "denoised-smoothing" in page.text
+    assert "cdn" not in page.text.lower() and "https://" not in page.text
+    assert httpx.get(server + "/demo/app.js").headers["content-type"].startswith("text/javascript")
+    sample = httpx.get(server + "/demo/samples/chelsea.png")
+    assert sample.content.startswith(b"\x89PNG")
+    assert httpx.get(server + "/demo/../service/app.py").status_code == 404
+
+
+def test_preview_returns_noisy_and_denoised_copies(server: str, photo: Path) -> None:
+    body = {"image": base64.b64encode(photo.read_bytes()).decode(), "k": 4, "sigma": 0.5}
+    answer = httpx.post(server + "/v1/preview", json=body, timeout=60).json()
+    assert len(answer["noisy"]) == len(answer["denoised"]) == 4
+    assert all(url.startswith("data:image/png;base64,") for url in answer["noisy"])
+    again = httpx.post(server + "/v1/preview", json=body, timeout=60).json()
+    assert again["noisy"] != answer["noisy"]  # fresh noise, never the certification's
+
+
+def test_a_certification_in_the_browser(server: str, photo: Path) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=["--no-sandbox", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"],
+        )  # fmt: skip
+        page = browser.new_page()
+        page.goto(server + "/")
+        expect(page.locator("#classifier option")).not_to_have_count(0)
+        page.set_input_files("#file", str(photo))
+        page.fill("#n", "500")
+        page.select_option("#sigma", "0.12")
+        page.click("#preview")
+        expect(page.locator("#noisy img")).to_have_count(8)
+        expect(page.locator("#denoised img")).to_have_count(8)
+        page.click("#certify")
+        expect(page.locator("#result")).to_be_visible(timeout=120_000)
+        label, radius = page.text_content("#label"), page.text_content("#radius")
+        shots = ROOT / "build/screenshots"
+        shots.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shots / "demo.png"), full_page=True)
+        browser.close()
+    # The same request through the API: same secret, same image, so the same certificate.
+    buffer = io.BytesIO(photo.read_bytes())
+    certificate = httpx.post(
+        server + "/v1/certify",
+        files={"image": ("cat.png", buffer, "image/png")},
+        data={"n": "500", "sigma": "0.12"},
+        timeout=120,
+    ).json()
+    if certificate["abstained"]:
+        assert label == "Abstained"
+    else:
+        assert label == f"Label: {certificate['label']}"
+        assert radius == f"— certified radius {certificate['radius']:.4f}"
+    assert certificate["queries"]["cached"] == certificate["queries"]["total"]  # the page's request
