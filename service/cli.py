@@ -210,7 +210,7 @@ def serve(host: str, port: int, example: Path | None, log_level: str) -> None:
     image = example or Path("example.png")
     click.echo(
         f"serving on http://{host}:{port} (API docs: http://{host}:{port}/docs). Try:\n"
-        f"  curl -s -F image=@{image} -F n=1000 -F sigma=0.12 http://{host}:{port}/v1/certify\n",
+        f"  curl -s -F image=@{image} -F n=1000 -F sigma=0.25 http://{host}:{port}/v1/certify\n",
         err=True,
     )
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -15,7 +15,7 @@ __all__ = ["DEFAULT_CLASSIFIER", "DEFAULT_DENOISER", "PLACEHOLDER_SECRET", "Sett
 
 PLACEHOLDER_SECRET = "development-only-secret-change-me"
 DEFAULT_CLASSIFIER = "cifar10-resnet20"  # shipped in denoisers/checkpoints
-DEFAULT_DENOISER = "none"
+DEFAULT_DENOISER = "unet-cifar10-s0.25-mse"  # shipped; trained for sigma 0.25
 
 
 class Settings(BaseSettings):

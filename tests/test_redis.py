@@ -217,7 +217,8 @@ async def test_remote_copies_come_from_stream_workers(
     with live_server(fake_google.build(fake)) as url, workers(models, redis_url):
         monkeypatch.setenv("DSMOOTH_GOOGLE_ENDPOINT", url)
         monkeypatch.setenv("DSMOOTH_GOOGLE_API_KEY", "good-key")
-        fields = {"classifier": "google", "n0": 16, "n": 48, "denoiser": "unet-random"}
+        fields = {"classifier": "google", "n0": 16, "n": 48, "denoiser": "unet-random",
+                  "candidate": "noisy"}  # fmt: skip
         streamed = await _certify(
             _settings(models, redis_url=redis_url, execution="stream"), _png(3), **fields
         )

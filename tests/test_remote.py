@@ -155,7 +155,8 @@ async def test_failed_copies_count_against_the_candidate(
             fake.faults.server_error = 10_000  # the vendor is down for good
             monkeypatch.setenv("DSMOOTH_GOOGLE_ENDPOINT", "http://127.0.0.1:9")  # unused below
             response = await client.post(
-                "/v1/certify", **_form(classifier="google", sigma=0.12, n0=16, n=32)
+                "/v1/certify",
+                **_form(classifier="google", sigma=0.12, candidate="noisy", n0=16, n=32),
             )
     assert response.status_code == 200, response.text
     certificate = response.json()
@@ -207,7 +208,9 @@ async def test_a_vendor_model_update_mid_certification_refuses_the_certificate(
     with vendor_env("clarifai", monkeypatch, upgrade_at=20) as fake:
         async for client in _client(settings):
             response = await client.post(
-                "/v1/certify", **form, data={"classifier": "clarifai", "n0": "20", "n": "100"}
+                "/v1/certify",
+                **form,
+                data={"classifier": "clarifai", "candidate": "noisy", "n0": "20", "n": "100"},
             )
     assert response.status_code == 503, response.text
     assert "2024-02-01, 2025-01-01" in response.json()["detail"]

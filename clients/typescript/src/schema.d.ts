@@ -215,6 +215,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/preview": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Preview
+         * @description k noisy copies of an image (at most 512x512) and their denoised versions, as PNG data
+         *     URLs. The noise is fresh randomness, never a certification's secret noise. JSON or
+         *     `multipart/form-data` bodies, as for `POST /v1/certify`.
+         */
+        post: operations["preview"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -839,6 +861,46 @@ export interface components {
              * @description most frequent labels of the counted samples
              */
             top_counts: components["schemas"]["LabelCount"][];
+        };
+        /**
+         * Preview
+         * @description Noisy copies and their denoised versions, as PNG data URLs. The noise is fresh randomness,
+         *     never the secret noise of a certification.
+         */
+        Preview: {
+            /** Denoised */
+            denoised: string[];
+            denoiser: components["schemas"]["ModelRef"];
+            /** Noisy */
+            noisy: string[];
+            /** Sigma */
+            sigma: number;
+        };
+        /** PreviewRequest */
+        PreviewRequest: {
+            /**
+             * Denoiser
+             * @description catalog name (GET /v1/denoisers)
+             * @default null
+             */
+            denoiser?: string | null;
+            /**
+             * Image
+             * @description the image (PNG, JPEG, WebP, BMP, GIF), base64-encoded; a data: URL works too
+             */
+            image: string;
+            /**
+             * K
+             * @description copies to show
+             * @default 8
+             */
+            k?: number;
+            /**
+             * Sigma
+             * @description noise level in [0, 1] pixel units
+             * @default 0.25
+             */
+            sigma?: number;
         };
         /**
          * Problem
@@ -1517,6 +1579,82 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Prediction"];
+                };
+            };
+            /** @description Missing or wrong API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Upload or image too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not an accepted image format */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid parameters or undecodable image */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Budget or rate limit exhausted */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    preview: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "image": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGNoaGgAAAMEAYFL09IQAAAAAElFTkSuQmCC",
+                 *       "n": 1000,
+                 *       "sigma": 0.25
+                 *     }
+                 */
+                "application/json": components["schemas"]["PreviewRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Preview"];
                 };
             };
             /** @description Missing or wrong API key */

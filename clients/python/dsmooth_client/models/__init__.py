@@ -25,6 +25,8 @@ from .model_ref import ModelRef
 from .predict_request import PredictRequest
 from .predict_request_label_map_type_0 import PredictRequestLabelMapType0
 from .prediction import Prediction
+from .preview import Preview
+from .preview_request import PreviewRequest
 from .problem import Problem
 from .queries import Queries
 from .savings import Savings
@@ -56,6 +58,8 @@ __all__ = (
     "Prediction",
     "PredictRequest",
     "PredictRequestLabelMapType0",
+    "Preview",
+    "PreviewRequest",
     "Problem",
     "Queries",
     "Savings",
