@@ -43,7 +43,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rows = []
     for denoiser_spec in args.denoiser:
         denoiser = load_denoiser(denoiser_spec)
-        worker = LocalWorker(denoiser, classifier, device=args.device, batch_size=args.batch_size)
+        worker = LocalWorker(
+            denoiser, classifier, args.device, args.batch_size, precision=args.precision
+        )
         certifier = Certifier(worker, args.secret.encode())
         for sigma in args.sigma:
             params = CertifyParams(sigma=sigma, n0=args.n0, n=args.n, alpha=args.alpha)
@@ -101,6 +103,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "cpu_count": torch.get_num_threads(),
             "torch": torch.__version__,
             "device": args.device,
+            "precision": args.precision,
         },
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
@@ -129,6 +132,7 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=0.001)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--secret", default="benchmark-secret", help="HMAC secret of the noise")
     parser.add_argument(
         "--out", type=Path, default=Path("build/benchmarks/certified_accuracy.json")

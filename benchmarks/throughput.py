@@ -132,21 +132,27 @@ async def gateway_overhead(n: int) -> dict[str, float]:
     example_image("chelsea", size=32).save(buffer, format="PNG")
     app = create_app(Settings(denoiser="none"))
     async with LifespanManager(app) as manager:
-        services = manager.app.state.services  # type: ignore[attr-defined]
+        services = app.state.services
         worker = services.catalog.local_worker("cifar10-resnet20", "none")
         image = torch.rand(3, 32, 32)
         pipeline(worker, image, 1000)  # warm-up
-        bare = n / pipeline(worker, image, n)
+        bare = sorted(n / pipeline(worker, image, n) for _ in range(3))[1]
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(
             transport=transport, base_url="http://x", timeout=600
         ) as client:
             files = {"image": ("cat.png", buffer.getvalue(), "image/png")}
             fields = {"n0": "0", "n": str(n), "candidate": "clean"}
-            start = time.perf_counter()
-            response = await client.post("/v1/certify", files=files, data=fields)
-            served = time.perf_counter() - start
-            response.raise_for_status()
+            await client.post("/v1/certify", files=files, data={**fields, "sigma": "0.3"})
+            timings = []
+            for sigma in ("0.2", "0.21", "0.22"):  # warm, and never answered from the store
+                start = time.perf_counter()
+                response = await client.post(
+                    "/v1/certify", files=files, data={**fields, "sigma": sigma}
+                )
+                timings.append(time.perf_counter() - start)
+                response.raise_for_status()
+            served = sorted(timings)[1]
             single = n / served
             start = time.perf_counter()
             answers = await asyncio.gather(
