@@ -136,7 +136,7 @@ class PhotoCrops:
             raise ValueError(f"no photos (.jpeg, .jpg, .png) in {folder}")
         self.size = size
         # Photos are shrunk so the short side is max_side: crops then show objects, not texture.
-        self.photos = [_shrunk(p, max_side) for p in tqdm(paths, desc="loading photos")]
+        self.photos = [_shrunk(p, max_side, size) for p in tqdm(paths, desc="loading photos")]
 
     def sample(self, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``count`` crops as float32 [count, 3, size, size] in [0, 1]."""
@@ -154,11 +154,14 @@ class PhotoCrops:
         return torch.stack(crops).float().div_(255)
 
 
-def _shrunk(path: Path, max_side: int) -> torch.Tensor:
+def _shrunk(path: Path, max_side: int, min_side: int) -> torch.Tensor:
+    """The photo with its short side brought to ``max_side`` if longer (or ``min_side`` if
+    shorter: every photo must hold a crop)."""
     with Image.open(path) as photo:
         rgb = photo.convert("RGB")
-    scale = max_side / min(rgb.size)
-    if scale < 1:
+    short = min(rgb.size)
+    scale = max_side / short if short > max_side else max(1.0, min_side / short)
+    if scale != 1:
         rgb = rgb.resize(
             (round(rgb.width * scale), round(rgb.height * scale)), Image.Resampling.LANCZOS
         )
