@@ -121,10 +121,14 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
         "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
     }
     for status, description in {
+        400: "Malformed request body",
         401: "Missing or wrong API key",
+        404: "No such resource (a job of another key does not exist for you)",
         413: "Upload or image too large",
         415: "Not an accepted image format",
         422: "Invalid parameters or undecodable image",
         429: "Budget or rate limit exhausted",
+        502: "A vendor refused the configured credentials",
+        503: "Vote store, workers or vendor unavailable, or the vendor's model changed",
     }.items()
 }

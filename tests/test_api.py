@@ -317,6 +317,8 @@ async def test_keys_are_required_and_accepted_in_both_headers(
     assert wrong.status_code == 401 and "not valid" in wrong.json()["detail"]
     for headers in ({"X-API-Key": KEY}, {"Authorization": f"Bearer {KEY}"}):
         assert (await keyed_client.get("/v1/classifiers", headers=headers)).status_code == 200
+    mixed = {"Authorization": "Basic Zm9vOmJhcg==", "X-API-Key": KEY}  # a bad header decides
+    assert (await keyed_client.get("/v1/classifiers", headers=mixed)).status_code == 401
     assert (await keyed_client.get("/healthz")).status_code == 200
 
 

@@ -25,11 +25,15 @@ ServicesDep = Annotated[Services, Depends(_services)]
 
 
 def _caller(
+    request: Request,
     services: ServicesDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key)],
 ) -> Principal:
-    return services.auth.identify(bearer.credentials if bearer is not None else api_key)
+    # An Authorization header decides alone: a bad one is refused even beside a good X-API-Key.
+    if "authorization" in request.headers:
+        return services.auth.identify(bearer.credentials if bearer is not None else "")
+    return services.auth.identify(api_key)
 
 
 CallerDep = Annotated[Principal, Depends(_caller)]

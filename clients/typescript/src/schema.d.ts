@@ -1097,8 +1097,26 @@ export interface operations {
                     "application/json": components["schemas"]["Certificate"];
                 };
             };
+            /** @description Malformed request body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Missing or wrong API key */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (a job of another key does not exist for you) */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1135,6 +1153,24 @@ export interface operations {
             };
             /** @description Budget or rate limit exhausted */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A vendor refused the configured credentials */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Vote store, workers or vendor unavailable, or the vendor's model changed */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1162,8 +1198,26 @@ export interface operations {
                     "application/json": components["schemas"]["ClassifierInfo"][];
                 };
             };
+            /** @description Malformed request body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Missing or wrong API key */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (a job of another key does not exist for you) */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1200,6 +1254,24 @@ export interface operations {
             };
             /** @description Budget or rate limit exhausted */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A vendor refused the configured credentials */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Vote store, workers or vendor unavailable, or the vendor's model changed */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1227,8 +1299,26 @@ export interface operations {
                     "application/json": components["schemas"]["DenoiserInfo"][];
                 };
             };
+            /** @description Malformed request body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Missing or wrong API key */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (a job of another key does not exist for you) */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1265,6 +1355,24 @@ export interface operations {
             };
             /** @description Budget or rate limit exhausted */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A vendor refused the configured credentials */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Vote store, workers or vendor unavailable, or the vendor's model changed */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1304,8 +1412,26 @@ export interface operations {
                     "application/json": components["schemas"]["JobView"];
                 };
             };
+            /** @description Malformed request body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Missing or wrong API key */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (a job of another key does not exist for you) */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1342,6 +1468,24 @@ export interface operations {
             };
             /** @description Budget or rate limit exhausted */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A vendor refused the configured credentials */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Vote store, workers or vendor unavailable, or the vendor's model changed */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1371,8 +1515,26 @@ export interface operations {
                     "application/json": components["schemas"]["JobView"];
                 };
             };
+            /** @description Malformed request body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Missing or wrong API key */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (a job of another key does not exist for you) */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1409,6 +1571,24 @@ export interface operations {
             };
             /** @description Budget or rate limit exhausted */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A vendor refused the configured credentials */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Vote store, workers or vendor unavailable, or the vendor's model changed */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1438,8 +1618,26 @@ export interface operations {
                     "application/json": components["schemas"]["JobView"];
                 };
             };
+            /** @description Malformed request body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Missing or wrong API key */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (a job of another key does not exist for you) */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1476,6 +1674,24 @@ export interface operations {
             };
             /** @description Budget or rate limit exhausted */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A vendor refused the configured credentials */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Vote store, workers or vendor unavailable, or the vendor's model changed */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1505,8 +1721,26 @@ export interface operations {
                     "text/event-stream": string;
                 };
             };
+            /** @description Malformed request body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Missing or wrong API key */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (a job of another key does not exist for you) */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1543,6 +1777,24 @@ export interface operations {
             };
             /** @description Budget or rate limit exhausted */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A vendor refused the configured credentials */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Vote store, workers or vendor unavailable, or the vendor's model changed */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1581,8 +1833,26 @@ export interface operations {
                     "application/json": components["schemas"]["Prediction"];
                 };
             };
+            /** @description Malformed request body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Missing or wrong API key */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (a job of another key does not exist for you) */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1619,6 +1889,24 @@ export interface operations {
             };
             /** @description Budget or rate limit exhausted */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A vendor refused the configured credentials */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Vote store, workers or vendor unavailable, or the vendor's model changed */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1657,8 +1945,26 @@ export interface operations {
                     "application/json": components["schemas"]["Preview"];
                 };
             };
+            /** @description Malformed request body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Missing or wrong API key */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (a job of another key does not exist for you) */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1695,6 +2001,24 @@ export interface operations {
             };
             /** @description Budget or rate limit exhausted */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A vendor refused the configured credentials */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Vote store, workers or vendor unavailable, or the vendor's model changed */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
