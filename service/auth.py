@@ -12,11 +12,20 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
+from aiolimiter import AsyncLimiter
 from pydantic import BaseModel, Field
 
 from service.problems import ProblemError
 
-__all__ = ["OPEN_ACCESS", "ApiKey", "Authenticator", "DailyBudgets", "Principal", "hash_api_key"]
+__all__ = [
+    "OPEN_ACCESS",
+    "ApiKey",
+    "Authenticator",
+    "DailyBudgets",
+    "Principal",
+    "RateLimits",
+    "hash_api_key",
+]
 
 
 class ApiKey(BaseModel):
@@ -103,3 +112,23 @@ class DailyBudgets:
 
     def spent_today(self, principal: Principal) -> int:
         return self._spent.get((principal.name, dt.datetime.now(dt.UTC).date()), 0)
+
+
+class RateLimits:
+    """Requests per minute per key (a leaky bucket each, aiolimiter); 0 means unlimited."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._limiters: dict[str, AsyncLimiter] = {}
+
+    async def admit(self, principal: Principal) -> None:
+        if not self.per_minute:
+            return
+        limiter = self._limiters.setdefault(principal.name, AsyncLimiter(self.per_minute, 60))
+        if not limiter.has_capacity():
+            raise ProblemError(
+                429, "rate-limited", "Too many requests",
+                f"this key may send {self.per_minute} requests per minute; slow down",
+                {"Retry-After": str(max(1, round(60 / self.per_minute)))},
+            )  # fmt: skip
+        await limiter.acquire()

@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from service.adapters.base import CredentialsError
 from service.adapters.prepare import encode_copies
-from service.auth import Authenticator, DailyBudgets, Principal
+from service.auth import Authenticator, DailyBudgets, Principal, RateLimits
 from service.catalog import Catalog
 from service.imaging import ImageDecodeError, decode_image
 from service.jobs import JobManager
@@ -78,6 +78,7 @@ class Services:
         self.metrics = Metrics()
         self.auth = Authenticator(settings.api_keys, settings.open_access)
         self.budgets = DailyBudgets()
+        self.rate_limits = RateLimits(settings.requests_per_minute_per_key)
 
     async def start(self) -> None:
         await asyncio.to_thread(self.catalog.load_all)

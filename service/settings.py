@@ -63,6 +63,9 @@ class Settings(BaseSettings):
         default_factory=list,
         description='JSON list of {"name", "sha256", "daily_queries"}; see `dsmooth new-api-key`',
     )
+    requests_per_minute_per_key: int = Field(
+        600, ge=0, description="API requests per minute per key (0: unlimited)"
+    )
     cors_origins: list[str] = Field(default_factory=list, description="allowed browser origins")
     job_ttl_seconds: float = Field(3600, gt=0, description="how long finished jobs are kept")
     max_jobs: int = Field(1000, gt=0, description="jobs kept in memory at most")

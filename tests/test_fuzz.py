@@ -23,6 +23,7 @@ KEY = "dsk_fuzzing_key_0123456789"
 SETTINGS = Settings(
     denoiser="none",
     max_n_local=2_000,
+    requests_per_minute_per_key=0,  # fuzz deep, not the rate limiter
     api_keys=[ApiKey(name="fuzz", sha256=hash_api_key(KEY))],
 )
 SCHEMA = schemathesis.openapi.from_dict(create_app(SETTINGS).openapi())

@@ -51,13 +51,13 @@ class GoogleAdapter(Adapter):
 
     async def classify(self, images: Sequence[bytes]) -> list[Answer | Failure]:
         settings = self.settings
-        params, headers = {}, {}
+        headers: dict[str, str] = {}
         if settings.token.get_secret_value():
             headers["Authorization"] = f"Bearer {settings.token.get_secret_value()}"
             if settings.project:
                 headers["x-goog-user-project"] = settings.project
-        else:
-            params["key"] = settings.api_key.get_secret_value()
+        else:  # a header, not ?key=: URLs end up in logs (httpx logs every request's URL)
+            headers["X-Goog-Api-Key"] = settings.api_key.get_secret_value()
         body = {
             "requests": [
                 {
@@ -68,7 +68,7 @@ class GoogleAdapter(Adapter):
             ]
         }
         url = f"{settings.endpoint.rstrip('/')}/v1/images:annotate"
-        response = await self.client.post(url, params=params, headers=headers, json=body)
+        response = await self.client.post(url, headers=headers, json=body)
         answer = self.json_body(response)
         if response.status_code != 200:
             error = as_object(answer.get("error"))

@@ -24,7 +24,7 @@ def _services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(_services)]
 
 
-def _caller(
+async def _caller(
     request: Request,
     services: ServicesDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -32,8 +32,11 @@ def _caller(
 ) -> Principal:
     # An Authorization header decides alone: a bad one is refused even beside a good X-API-Key.
     if "authorization" in request.headers:
-        return services.auth.identify(bearer.credentials if bearer is not None else "")
-    return services.auth.identify(api_key)
+        principal = services.auth.identify(bearer.credentials if bearer is not None else "")
+    else:
+        principal = services.auth.identify(api_key)
+    await services.rate_limits.admit(principal)
+    return principal
 
 
 CallerDep = Annotated[Principal, Depends(_caller)]

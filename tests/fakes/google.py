@@ -39,7 +39,7 @@ def _error(status: int, code_name: str, message: str, reason: str | None = None,
 def build(state: FakeState) -> Starlette:
     async def annotate(request: Request) -> JSONResponse:
         state.calls += 1
-        key = request.query_params.get("key")
+        key = request.query_params.get("key") or request.headers.get("x-goog-api-key")
         bearer = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         credential = key or bearer
         state.log.append({"path": request.url.path, "credential_kind": "key" if key else "token"})
