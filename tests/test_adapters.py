@@ -392,3 +392,16 @@ async def test_contract_aws_answers_parse_with_botocore(client: httpx.AsyncClien
         {"status_code": 200, "headers": dict(response.headers), "body": response.content}, shape
     )
     assert parsed["LabelModelVersion"] == "3.0" and "Labels" in parsed
+
+
+async def test_a_slow_vendor_ends_in_counted_failures_at_the_deadline(
+    client: httpx.AsyncClient,
+) -> None:
+    with running(VENDORS[2]) as (fake, url):
+        fake.faults.slow_s = 5.0
+        policy = FanOutPolicy(deadline_s=1.0, backoff_base_s=0.01)
+        results = await FanOut(VENDORS[2].adapter(client, url, "good-key"), policy).classify(
+            photos(20)
+        )
+    assert len(results) == 20  # every copy accounted for: a vote against each, no hang
+    assert all(isinstance(r, Failure) and r.reason == "deadline exceeded" for r in results)

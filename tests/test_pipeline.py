@@ -193,3 +193,20 @@ def test_a_larger_n_reuses_stored_chunks_and_equals_a_fresh_run(conv_classifier,
     fresh = asyncio.run(Certifier(worker, SECRET).certify(image, larger))
     assert extended.queries.cached == 100 + 2000  # the selection chunk and two full chunks
     assert _strip(extended) == _strip(fresh)
+
+
+def test_predict_is_wrong_at_most_alpha_of_the_time() -> None:
+    """PREDICT returns the true top class or abstains, with probability >= 1 - alpha."""
+    alpha, runs = 0.01, 2000
+    worker = LocalWorker(no_denoiser(), threshold_classifier(0.52, 0.5, 0.25, p_b=0.48), "cpu")
+    image = torch.full((3, 1, 1), 0.5)
+    wrong = sum(
+        asyncio.run(
+            Certifier(worker, SECRET + str(run).encode()).predict(
+                image, PredictParams(sigma=0.25, n=500, alpha=alpha)
+            )
+        ).label
+        == "b"
+        for run in range(runs)
+    )
+    assert wrong / runs <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / runs)
