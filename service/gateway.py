@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import torch
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from service.adapters.base import CredentialsError
@@ -114,10 +116,11 @@ class Services:
             if fields["candidate"] is None:  # one query instead of n0 where queries cost money
                 paid = sampler.price_per_query > 0
                 fields["candidate"] = "clean" if paid else "noisy"
-            params = CertifyParams(**fields)
+            params = _validated(CertifyParams, fields)
             planned = params.n + (params.n0 if params.candidate == "noisy" else 1)
         else:
-            params = PredictParams(**options.model_dump(include=set(PredictParams.model_fields)))
+            fields = options.model_dump(include=set(PredictParams.model_fields))
+            params = _validated(PredictParams, fields)
             planned = params.n
         cap = self.catalog.max_n(sampler.classifier_ref.name)
         if planned > cap:
@@ -233,6 +236,17 @@ def problem_for(exc: Exception) -> Problem:
         status=500,
         detail="the certification failed unexpectedly; the error was logged",
     )
+
+
+P = TypeVar("P", CertifyParams, PredictParams)
+
+
+def _validated(model: type[P], fields: dict[str, object]) -> P:
+    """Parameters checked again once defaults are resolved (n0 = 0 with a noisy candidate)."""
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from exc
 
 
 def _invalid(field: str, message: str) -> ProblemError:

@@ -228,6 +228,7 @@ BAD_INPUTS: list[tuple[str, Callable[[], dict[str, object]], int, str]] = [
     ("alpha >= 0.5", lambda: _upload(_photo(), alpha=0.5), 422, "alpha: Input should be less"),
     ("unknown classifier", lambda: _upload(_photo(), classifier="gpt-vision"), 422, "gpt-vision"),
     ("unknown field", lambda: _upload(_photo(), sigmaa=0.3), 422, "sigmaa: Extra inputs"),
+    ("n0 = 0, noisy by default", lambda: _upload(_photo(), n0=0), 422, "n0 must be at least 1"),
     ("n0 + n over the cap", lambda: _upload(_photo(), n=1_000_000), 422, "cap of 1,000,000"),
     ("over the request budget", lambda: _upload(_photo(), n=900, budget=500), 422, "budget"),
     ("no image field", lambda: {"data": {"n": "100"}, "files": {"x": ("x", b"1")}}, 422, "image"),
