@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.fakes.labeler import MobileNetLabeler, PixelLabeler, default_labeler
+from tests.fakes.labeler import BytesLabeler, MobileNetLabeler, PixelLabeler, default_labeler
 
 
 @dataclass
@@ -58,7 +58,7 @@ class FakeState:
     rate: float = 1000.0  # requests per second per key
     burst: float = 10.0
     faults: Faults = field(default_factory=Faults)
-    labeler: PixelLabeler | MobileNetLabeler = field(default_factory=default_labeler)
+    labeler: PixelLabeler | MobileNetLabeler | BytesLabeler = field(default_factory=default_labeler)
     model_version: str = "2024-02-01"
     upgrade_at: int | None = None  # after this many images the vendor ships a new model ...
     upgrade_to: str = "2025-01-01"  # ... with this version
