@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
@@ -60,8 +60,12 @@ class Architecture:
     build: Builder
     needs_weights: bool
     description: str
-    classes: tuple[str, ...] = ()
+    class_names: Callable[[], tuple[str, ...]] = tuple
     input_size: int | None = None
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.class_names()
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,16 +97,21 @@ def register_architecture(
     *,
     needs_weights: bool,
     description: str,
-    classes: tuple[str, ...] = (),
+    classes: tuple[str, ...] | Callable[[], tuple[str, ...]] = (),
     input_size: int | None = None,
 ) -> Callable[[Builder], Builder]:
-    """Register ``build(state_or_None) -> module`` under ``name``; refuses to overwrite a name."""
+    """Register ``build(state_or_None) -> module`` under ``name``; refuses to overwrite a name.
+
+    ``classes`` may be a function, called when first needed (ImageNet's names import torchvision,
+    seconds that every CLI start would otherwise pay).
+    """
+    class_names = classes if callable(classes) else (lambda: classes)
 
     def decorator(build: Builder) -> Builder:
         if name in _ARCHITECTURES:
             raise ValueError(f"architecture {name!r} is already registered")
         _ARCHITECTURES[name] = Architecture(
-            name, kind, build, needs_weights, description, classes, input_size
+            name, kind, build, needs_weights, description, class_names, input_size
         )
         return build
 
@@ -144,6 +153,7 @@ def _cifar_resnet(depth: int, state: State | None) -> nn.Module:
     return _loaded(cifar_resnet(depth), state)
 
 
+@cache
 def _imagenet_classes() -> tuple[str, ...]:
     from torchvision.models import ResNet50_Weights
 
@@ -175,7 +185,7 @@ for _depth in (18, 34, 50):
         "classifier",
         needs_weights=False,
         description=f"torchvision ImageNet ResNet-{_depth}, 224x224 input",
-        classes=_imagenet_classes(),
+        classes=_imagenet_classes,
         input_size=224,
     )(partial(torchvision_resnet, _depth))
 

@@ -28,6 +28,7 @@ from denoisers.registry import (
     shipped_checkpoints,
 )
 from service.auth import ApiKey, hash_api_key, new_api_key
+from service.cli_bench import bench
 from service.cli_training import train_classifier_command, train_denoiser_command
 from service.examples import EXAMPLES, write_example
 from service.imaging import ImageDecodeError, load_image
@@ -75,6 +76,7 @@ def cli() -> None:
 
 cli.add_command(train_classifier_command)
 cli.add_command(train_denoiser_command)
+cli.add_command(bench)
 
 
 def _sampling_options(command: Callable[..., Any]) -> Callable[..., Any]:

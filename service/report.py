@@ -31,11 +31,11 @@ def _curve(results: list[dict[str, Any]], radii: list[float]) -> list[float]:
 
 
 def _methods(report: dict[str, Any], radii: list[float]) -> dict[str, list[float]]:
-    """Per denoiser, the best certified accuracy over sigma at every radius."""
+    """Per method (or denoiser), the best certified accuracy over sigma at every radius."""
     best: dict[str, list[float]] = {}
     for row in report["rows"]:
         curve = _curve(row["results"], radii)
-        name = row["denoiser"]["name"]
+        name = row.get("method") or row["denoiser"]["name"]
         best[name] = [max(a, b) for a, b in zip(best.get(name, curve), curve, strict=True)]
     return best
 
