@@ -43,16 +43,21 @@ photo_mse() {  # photo_mse SIGMA: random 64x64 crops of the ImageNet training ph
     --batch-size 64 --epochs 8
 }
 
-stab() {  # stab SIGMA: black-box (surrogates, never the ResNet-56 target) and white-box
-  step "unet-cifar10-s$1-stab-blackbox" "$DSMOOTH" train-denoiser --arch unet --sigma "$1" \
-    --objective mse+stab --init "$OUT/unet-cifar10-s$1-mse.safetensors" --lr 1e-4 --epochs 2 \
-    --steps-per-epoch 150 --data "$CIFAR_TRAIN" --validation "$LOSSLESS" --val-classifier "$RESNET56" \
-    --surrogate "$OWN" --surrogate "cifar-resnet20:$TP/resnet20-12fca82f.th" \
-    --surrogate "cifar-resnet32:$TP/resnet32-d509ac18.th" \
-    --surrogate "cifar-resnet44:$TP/resnet44-014dd654.th"
+stab_whitebox() {  # stab_whitebox SIGMA: Stab fine-tuning through the ResNet-56 target itself
   step "unet-cifar10-s$1-stab-whitebox-resnet56" "$DSMOOTH" train-denoiser --arch unet \
     --sigma "$1" --objective mse+stab --init "$OUT/unet-cifar10-s$1-mse.safetensors" --lr 1e-4 \
-    --epochs 2 --steps-per-epoch 150 --data "$CIFAR_TRAIN" --validation "$LOSSLESS" --target "$RESNET56"
+    --epochs 2 --steps-per-epoch 100 --data "$CIFAR_TRAIN" --validation "$LOSSLESS" \
+    --target "$RESNET56"
+}
+
+stab_blackbox() {  # stab_blackbox SIGMA: through surrogates, never the ResNet-56 target
+  step "unet-cifar10-s$1-stab-blackbox" "$DSMOOTH" train-denoiser --arch unet --sigma "$1" \
+    --objective mse+stab --init "$OUT/unet-cifar10-s$1-mse.safetensors" --lr 1e-4 --epochs 2 \
+    --steps-per-epoch 100 --data "$CIFAR_TRAIN" --validation "$LOSSLESS" \
+    --val-classifier "$RESNET56" --surrogate "$OWN" \
+    --surrogate "cifar-resnet20:$TP/resnet20-12fca82f.th" \
+    --surrogate "cifar-resnet32:$TP/resnet32-d509ac18.th" \
+    --surrogate "cifar-resnet44:$TP/resnet44-014dd654.th"
 }
 
 step $OWN "$DSMOOTH" train-classifier --data "$CIFAR_TRAIN" --validation "$LOSSLESS" \
@@ -60,13 +65,13 @@ step $OWN "$DSMOOTH" train-classifier --data "$CIFAR_TRAIN" --validation "$LOSSL
 cifar_mse unet 0.25 15
 photo_mse 0.25
 cifar_mse_from 0.12 2
-cifar_mse_from 0.5 2
-stab 0.25
+stab_whitebox 0.25
+cifar_mse_from 0.5 1
+stab_blackbox 0.25
 step dncnn-cifar10-s0.25-mse "$DSMOOTH" train-denoiser --arch dncnn --sigma 0.25 --objective mse \
   --data "$CIFAR_TRAIN" --validation "$LOSSLESS" --val-classifier "$RESNET56" --epochs 1 \
   --steps-per-epoch 400
 photo_mse 0.12
-stab 0.12
-stab 0.5
+for sigma in 0.12 0.5; do stab_whitebox $sigma; stab_blackbox $sigma; done
 cifar_mse dncnn 0.12 1
 cifar_mse dncnn 0.5 1
