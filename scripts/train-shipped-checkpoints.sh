@@ -64,7 +64,7 @@ step $OWN "$DSMOOTH" train-classifier --data "$CIFAR_TRAIN" --validation "$LOSSL
   --depth 20 --epochs 30
 cifar_mse unet 0.25 15
 photo_mse 0.25
-cifar_mse_from 0.12 2
+cifar_mse_from 0.12 1
 stab_whitebox 0.25
 cifar_mse_from 0.5 1
 stab_blackbox 0.25

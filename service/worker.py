@@ -21,6 +21,7 @@ from torch.fx.experimental.optimization import fuse
 
 from denoisers.registry import LoadedModel
 from service.adapters.prepare import encode_copies
+from service.batching import Batcher
 from service.sampling import Chunk, draw_noise
 from service.schemas import ModelRef
 from service.votes import ChunkCounts
@@ -195,6 +196,13 @@ class LocalWorker(DenoisingWorker):
             self.denoiser_module, self.classifier_module, classifier.input_size
         )
         self.classifier_ref = ModelRef(name=classifier.name, version=classifier.version)
+        # Chunks of concurrent certifications (same image size) share forward passes.
+        self._batcher: Batcher[tuple[torch.Tensor, Chunk, float], np.ndarray] = Batcher(
+            lambda work: self.on_model_thread(self.count_chunks, work),
+            size=lambda work: work[1].size,
+            key=lambda work: tuple(work[0].shape),
+            max_size=batch_size,
+        )
 
     @property
     def stream_params(self) -> dict[str, object]:
@@ -212,8 +220,9 @@ class LocalWorker(DenoisingWorker):
     async def count(
         self, image: torch.Tensor, digest: str, chunk: Chunk, sigma: float
     ) -> ChunkCounts:
-        """:meth:`count_chunk` on the model thread, as label-key counts."""
-        counts = await self.on_model_thread(self.count_chunk, image, chunk, sigma)
+        """The chunk's label-key counts, computed on the model thread together with the chunks of
+        concurrent requests that are waiting for it."""
+        counts = await self._batcher.submit((image, chunk, sigma))
         return ChunkCounts({str(i): int(c) for i, c in enumerate(counts) if c})
 
     async def clean_votes(self, image: torch.Tensor) -> ChunkCounts:
