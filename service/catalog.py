@@ -26,7 +26,7 @@ from service.problems import ProblemError
 from service.remote import RemoteSampler
 from service.settings import Settings
 from service.stream import StreamClient, StreamCopies, StreamSampler
-from service.worker import DenoisingWorker, LocalWorker, resolve_device
+from service.worker import DenoisingWorker, LocalWorker, configure_cpu_threads, resolve_device
 
 __all__ = ["Catalog", "ClassifierInfo", "DenoiserInfo"]
 
@@ -59,6 +59,7 @@ class Catalog:
     def __init__(self, settings: Settings, stream: StreamClient | None = None) -> None:
         self.settings, self.stream = settings, stream
         self.device = resolve_device(settings.device)
+        configure_cpu_threads(settings.cpu_threads)
         specs: dict[str, dict[str, str]] = {"classifier": {}, "denoiser": {"none": "none"}}
         for name, path in shipped_checkpoints().items():
             kind = read_metadata(path).get("kind")

@@ -35,7 +35,7 @@ from service.imaging import ImageDecodeError, load_image
 from service.pipeline import Certifier, Progress
 from service.schemas import Certificate, CertifyParams, Prediction, PredictParams
 from service.settings import Settings
-from service.worker import LocalWorker
+from service.worker import LocalWorker, configure_cpu_threads
 
 __all__ = ["cli", "main"]
 
@@ -106,6 +106,7 @@ def _certifier(
     classifier: str | None, denoiser: str | None, device: str | None, batch_size: int | None
 ) -> Certifier:
     settings = Settings()
+    configure_cpu_threads(settings.cpu_threads)
     worker = LocalWorker(
         load_denoiser(denoiser or settings.denoiser),
         load_classifier(classifier or settings.classifier),

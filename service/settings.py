@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="model arithmetic; auto: bf16 where the hardware has it natively"
     )
+    cpu_threads: int | None = Field(
+        None, gt=0, description="torch threads on the CPU; default: the CPUs this process may use"
+    )
     classifier: str = Field(DEFAULT_CLASSIFIER, description="default classifier spec")
     denoiser: str = Field(DEFAULT_DENOISER, description="default denoiser spec")
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0, description="largest decoded image accepted")
