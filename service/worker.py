@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,8 +35,10 @@ __all__ = [
     "DenoisingWorker",
     "LocalWorker",
     "available_cpus",
+    "bytes_per_sample",
     "configure_cpu_threads",
     "for_inference",
+    "memory_budget",
     "resize_to",
     "resolve_device",
     "resolve_precision",
@@ -101,6 +104,40 @@ def configure_cpu_threads(threads: int | None = None) -> int:
     return count
 
 
+def memory_budget(device: torch.device) -> int:
+    """Bytes one forward pass may take: half the free GPU memory, or a quarter of the memory
+    available to this process on the CPU (the rest stays for requests, images and other models)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0] // 2
+    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    with contextlib.suppress(OSError, ValueError):  # a container's limit, when it has one
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+        if limit != "max":
+            available = min(available, int(limit) - used)
+    return max(0, available) // 4
+
+
+@torch.inference_mode()
+def bytes_per_sample(module: nn.Module, shape: tuple[int, ...], device: torch.device) -> int:
+    """Memory one sample of ``shape`` [C, H, W] needs in a forward pass of ``module``, fp32: its
+    input plus three times its largest activation (inputs, outputs and a residual alive at once)."""
+    largest = 0
+
+    def record(_: nn.Module, __: object, output: object) -> None:
+        nonlocal largest
+        if isinstance(output, torch.Tensor):
+            largest = max(largest, output.numel())
+
+    hooks = [m.register_forward_hook(record) for m in module.modules()]
+    try:
+        module(torch.zeros(1, *shape, device=device).contiguous(memory_format=torch.channels_last))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return 4 * (math.prod(shape) + 3 * largest)
+
+
 def resize_to(images: torch.Tensor, size: int | None) -> torch.Tensor:
     """Resize [B, C, H, W] to size x size (antialiased bilinear) unless it already is."""
     if size is None or tuple(images.shape[-2:]) == (size, size):
@@ -144,6 +181,7 @@ class DenoisingWorker:
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.batch_size = batch_size
         self.denoiser_module = for_inference(denoiser.module, self.device)
+        self._batch_sizes: dict[tuple[int, ...], int] = {}
         self._executor = executor or ThreadPoolExecutor(1, thread_name_prefix="dsmooth-model")
         self.precision = resolve_precision(precision, self.device)
         self.device_name = str(self.device)
@@ -151,6 +189,19 @@ class DenoisingWorker:
         # Where the noise generator runs: the compute device unless told otherwise. CPU and CUDA
         # generators give different streams from one seed, so it is part of every seed.
         self.rng_device = torch.device(rng_device or self.device.type)
+
+    def batch_for(self, shape: tuple[int, ...]) -> int:
+        """Samples per forward pass for images of ``shape``: ``batch_size``, or fewer where a
+        batch that large would not fit in memory (large images)."""
+        if shape not in self._batch_sizes:
+            need = bytes_per_sample(self._batch_model(), shape, self.device)
+            fits = memory_budget(self.device) // need
+            self._batch_sizes[shape] = max(1, min(self.batch_size, fits))
+        return self._batch_sizes[shape]
+
+    def _batch_model(self) -> nn.Module:
+        """What one forward pass runs: the denoiser here, denoiser + classifier locally."""
+        return self.denoiser_module
 
     @property
     def rng(self) -> str:
@@ -180,7 +231,10 @@ class DenoisingWorker:
         """The chunk's denoised copies, on the CPU: [size, C, H, W]."""
         noisy = self.noisy(image, chunk, sigma, rng)
         with self.autocast():
-            batches = [self.denoiser_module(b).float().cpu() for b in noisy.split(self.batch_size)]
+            batches = [
+                self.denoiser_module(b).float().cpu()
+                for b in noisy.split(self.batch_for(tuple(noisy.shape[1:])))
+            ]
         return torch.cat(batches)
 
     def autocast(self) -> torch.autocast:
@@ -239,6 +293,9 @@ class LocalWorker(DenoisingWorker):
             "precision": self.precision,
         }
 
+    def _batch_model(self) -> nn.Module:
+        return self.model
+
     def label_name(self, key: str) -> str:
         return self.classifier.classes[int(key)]
 
@@ -259,7 +316,7 @@ class LocalWorker(DenoisingWorker):
         with self.autocast():
             out = [
                 self.model(batch.to(self.device)).argmax(dim=1)
-                for batch in images.split(self.batch_size)
+                for batch in images.split(self.batch_for(tuple(images.shape[1:])))
             ]
         return torch.cat(out)
 
