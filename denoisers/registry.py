@@ -36,6 +36,7 @@ __all__ = [
     "load_model",
     "register_architecture",
     "shipped_checkpoints",
+    "shipped_denoiser_for",
 ]
 
 ModelKind = Literal["denoiser", "classifier"]
@@ -188,6 +189,31 @@ for _depth in (18, 34, 50):
         classes=_imagenet_classes,
         input_size=224,
     )(partial(torchvision_resnet, _depth))
+
+
+def _family(metadata: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What makes denoisers siblings: the same architecture, objective and training data."""
+    training = metadata.get("training") or {}
+    return metadata.get("architecture"), metadata.get("objective"), training.get("data")
+
+
+def shipped_denoiser_for(sigma: float, like: str) -> str | None:
+    """The shipped denoiser trained for ``sigma`` in the family of the shipped denoiser ``like``
+    (``like`` itself when it is trained for ``sigma``); None when none is shipped."""
+    shipped = {name: read_metadata(path) for name, path in shipped_checkpoints().items()}
+    if like not in shipped:
+        return None
+    family = _family(shipped[like])
+    for name, metadata in sorted(shipped.items(), key=lambda item: item[0] != like):
+        trained_for = metadata.get("sigma")
+        if (
+            metadata.get("kind") == "denoiser"
+            and trained_for is not None
+            and abs(float(trained_for) - sigma) < 1e-9
+            and _family(metadata) == family
+        ):
+            return name
+    return None
 
 
 def load_model(spec: str, kind: ModelKind) -> LoadedModel:

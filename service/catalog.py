@@ -17,7 +17,7 @@ import torch
 from pydantic import BaseModel, Field
 
 from denoisers.checkpoints import read_metadata
-from denoisers.registry import LoadedModel, load_model, shipped_checkpoints
+from denoisers.registry import LoadedModel, load_model, shipped_checkpoints, shipped_denoiser_for
 from service.adapters.base import Adapter
 from service.adapters.fanout import FanOut, FanOutPolicy
 from service.adapters.registry import AdapterUnavailable, adapter_class, adapters
@@ -147,6 +147,15 @@ class Catalog:
 
     def is_remote(self, classifier: str) -> bool:
         return classifier in self._remote and ("classifier", classifier) not in self._models
+
+    def denoiser_for(self, denoiser: str | None, sigma: float) -> str:
+        """The requested denoiser; by default the default denoiser's shipped sibling trained for
+        ``sigma`` where one is served (any denoiser gives a valid certificate, but one trained
+        for another noise level removes this one worse), else the default denoiser."""
+        if denoiser is not None:
+            return denoiser
+        sibling = shipped_denoiser_for(sigma, like=self.default_denoiser)
+        return sibling if sibling in self._specs["denoiser"] else self.default_denoiser
 
     def max_n(self, classifier: str) -> int:
         return (

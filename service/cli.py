@@ -26,6 +26,7 @@ from denoisers.registry import (
     load_classifier,
     load_denoiser,
     shipped_checkpoints,
+    shipped_denoiser_for,
 )
 from service.auth import ApiKey, hash_api_key, new_api_key
 from service.cli_bench import bench
@@ -103,12 +104,18 @@ def _given(**values: Any) -> dict[str, Any]:
 
 
 def _certifier(
-    classifier: str | None, denoiser: str | None, device: str | None, batch_size: int | None
+    classifier: str | None,
+    denoiser: str | None,
+    device: str | None,
+    batch_size: int | None,
+    sigma: float,
 ) -> Certifier:
     settings = Settings()
     configure_cpu_threads(settings.cpu_threads)
+    # As the gateway: by default the default denoiser's shipped sibling trained for this sigma.
+    denoiser = denoiser or shipped_denoiser_for(sigma, settings.denoiser) or settings.denoiser
     worker = LocalWorker(
-        load_denoiser(denoiser or settings.denoiser),
+        load_denoiser(denoiser),
         load_classifier(classifier or settings.classifier),
         device=device or settings.device,
         batch_size=batch_size or settings.batch_size,
@@ -160,7 +167,7 @@ def certify(
     """Certify IMAGE: the smoothed label and the L2 radius within which it cannot change."""
     params = CertifyParams(**_given(sigma=sigma, n=n, alpha=alpha, n0=n0, candidate=candidate))
     pixels = load_image(image)
-    certifier = _certifier(classifier, denoiser, device, batch_size)
+    certifier = _certifier(classifier, denoiser, device, batch_size, params.sigma)
     with _Bar(progress) as bar:
         result = asyncio.run(certifier.certify(pixels, params, bar))
     _print(result, as_json)
@@ -183,7 +190,7 @@ def predict(
     """Predict IMAGE's smoothed label, abstaining when the vote is not significant at alpha."""
     params = PredictParams(**_given(sigma=sigma, n=n, alpha=alpha))
     pixels = load_image(image)
-    certifier = _certifier(classifier, denoiser, device, batch_size)
+    certifier = _certifier(classifier, denoiser, device, batch_size, params.sigma)
     with _Bar(progress) as bar:
         result = asyncio.run(certifier.predict(pixels, params, bar))
     _print(result, as_json)

@@ -109,7 +109,8 @@ class Services:
         self, principal: Principal, options: CertifyOptions | PredictOptions, image_bytes: bytes
     ) -> Prepared:
         """Everything that can be refused before sampling: models, caps, budgets, the image."""
-        sampler = self.catalog.sampler(options.classifier, options.denoiser, options.label_map)
+        denoiser = self.catalog.denoiser_for(options.denoiser, options.sigma)
+        sampler = self.catalog.sampler(options.classifier, denoiser, options.label_map)
         params: CertifyParams | PredictParams
         if isinstance(options, CertifyOptions):
             fields = options.model_dump(include=set(CertifyParams.model_fields))
@@ -143,7 +144,7 @@ class Services:
 
     async def preview(self, options: PreviewOptions, image_bytes: bytes) -> Preview:
         """k noisy copies and their denoised versions, from fresh (not secret) noise."""
-        worker = self.catalog.denoising(options.denoiser or self.catalog.default_denoiser)
+        worker = self.catalog.denoising(self.catalog.denoiser_for(options.denoiser, options.sigma))
         image = await self._decode(image_bytes, PREVIEW_MAX_PIXELS)
         chunk = Chunk(Phase.SELECTION, 0, options.k, seed=secrets.randbits(63))
         noisy = await worker.on_model_thread(worker.noisy, image, chunk, options.sigma)

@@ -31,6 +31,12 @@ __all__ = [
 CandidateSource = Literal["noisy", "clean"]
 
 
+DENOISER_HELP = (
+    "catalog name (GET /v1/denoisers); default: the default denoiser, or its sibling trained "
+    "for the requested sigma where one is served"
+)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -196,7 +202,7 @@ class Prediction(_Result):
 
 class _ModelChoice(_Strict):
     classifier: str | None = Field(None, description="catalog name (GET /v1/classifiers)")
-    denoiser: str | None = Field(None, description="catalog name (GET /v1/denoisers)")
+    denoiser: str | None = Field(None, description=DENOISER_HELP)
     budget: int | None = Field(
         None, ge=1, description="most classifier queries this request may spend"
     )
@@ -251,7 +257,7 @@ class JobRequest(JobOptions):
 
 
 class PreviewOptions(_Strict):
-    denoiser: str | None = Field(None, description="catalog name (GET /v1/denoisers)")
+    denoiser: str | None = Field(None, description=DENOISER_HELP)
     sigma: float = Field(0.25, gt=0, le=4.0, description="noise level in [0, 1] pixel units")
     k: int = Field(8, ge=1, le=16, description="copies to show")
 

@@ -394,3 +394,26 @@ def test_serve_prints_a_curl_example_that_works(classifier_spec: str, tmp_path: 
         server.wait(timeout=30)
         assert server.stderr is not None
         server.stderr.close()
+
+
+async def test_the_default_denoiser_follows_the_requested_sigma(
+    settings_for: Callable[..., Settings],
+) -> None:
+    settings = settings_for(denoiser="unet-cifar10-s0.25-mse")
+    async for client in _client(settings, "asgi"):
+        names = {}
+        for sigma in (0.12, 0.25, 0.3):
+            response = await client.post(
+                "/v1/certify", **_upload(_photo(4), n0=5, n=20, sigma=sigma)
+            )
+            assert response.status_code == 200, response.text
+            names[sigma] = response.json()["denoiser"]["name"]
+        chosen = await client.post(
+            "/v1/certify", **_upload(_photo(4), n0=5, n=20, sigma=0.12, denoiser="none")
+        )
+        assert chosen.json()["denoiser"]["name"] == "none"  # a named denoiser is kept
+    assert names == {
+        0.12: "unet-cifar10-s0.12-mse",  # the shipped sibling trained for 0.12
+        0.25: "unet-cifar10-s0.25-mse",
+        0.3: "unet-cifar10-s0.25-mse",  # none trained for 0.3: the default
+    }

@@ -13,6 +13,7 @@ from denoisers.registry import (
     load_classifier,
     load_denoiser,
     register_architecture,
+    shipped_denoiser_for,
 )
 
 
@@ -91,3 +92,13 @@ def test_registry_refuses_to_overwrite_a_name_and_is_read_only() -> None:
         )
     with pytest.raises(TypeError):
         architectures()["x"] = architectures()["none"]  # type: ignore[index]
+
+
+def test_the_shipped_sibling_for_a_sigma_shares_architecture_objective_and_data() -> None:
+    like = "unet-cifar10-s0.25-mse"
+    assert shipped_denoiser_for(0.25, like) == like
+    assert shipped_denoiser_for(0.12, like) == "unet-cifar10-s0.12-mse"
+    # The photo U-Net is also trained for 0.25, but on other data: not a sibling.
+    assert shipped_denoiser_for(0.25, "unet-cifar10-s0.12-mse") == like
+    assert shipped_denoiser_for(0.3, like) is None
+    assert shipped_denoiser_for(0.12, "dncnn:somewhere.safetensors") is None

@@ -403,7 +403,7 @@ export interface components {
             classifier?: string | null;
             /**
              * Denoiser
-             * @description catalog name (GET /v1/denoisers)
+             * @description catalog name (GET /v1/denoisers); default: the default denoiser, or its sibling trained for the requested sigma where one is served
              * @default null
              */
             denoiser?: string | null;
@@ -592,7 +592,7 @@ export interface components {
             classifier?: string | null;
             /**
              * Denoiser
-             * @description catalog name (GET /v1/denoisers)
+             * @description catalog name (GET /v1/denoisers); default: the default denoiser, or its sibling trained for the requested sigma where one is served
              * @default null
              */
             denoiser?: string | null;
@@ -728,7 +728,7 @@ export interface components {
             classifier?: string | null;
             /**
              * Denoiser
-             * @description catalog name (GET /v1/denoisers)
+             * @description catalog name (GET /v1/denoisers); default: the default denoiser, or its sibling trained for the requested sigma where one is served
              * @default null
              */
             denoiser?: string | null;
@@ -880,7 +880,7 @@ export interface components {
         PreviewRequest: {
             /**
              * Denoiser
-             * @description catalog name (GET /v1/denoisers)
+             * @description catalog name (GET /v1/denoisers); default: the default denoiser, or its sibling trained for the requested sigma where one is served
              * @default null
              */
             denoiser?: string | null;

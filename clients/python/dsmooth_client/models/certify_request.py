@@ -26,7 +26,8 @@ class CertifyRequest:
         candidate (CertifyRequestCandidateType0 | None | Unset): 'noisy': top class of n0 noisy samples; 'clean': the
             classifier's label on the clean image (one query). Default: clean for paid classifiers, noisy otherwise
         classifier (None | str | Unset): catalog name (GET /v1/classifiers)
-        denoiser (None | str | Unset): catalog name (GET /v1/denoisers)
+        denoiser (None | str | Unset): catalog name (GET /v1/denoisers); default: the default denoiser, or its sibling
+            trained for the requested sigma where one is served
         first_look (int | Unset): sequential: samples at look 1 Default: 32.
         label_map (CertifyRequestLabelMapType0 | None | Unset): vendor label key -> class key (synonyms into one class),
             fixed before sampling; a JSON object (a JSON string in multipart forms)

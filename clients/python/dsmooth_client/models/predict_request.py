@@ -22,7 +22,8 @@ class PredictRequest:
         alpha (float | Unset): failure probability Default: 0.001.
         budget (int | None | Unset): most classifier queries this request may spend
         classifier (None | str | Unset): catalog name (GET /v1/classifiers)
-        denoiser (None | str | Unset): catalog name (GET /v1/denoisers)
+        denoiser (None | str | Unset): catalog name (GET /v1/denoisers); default: the default denoiser, or its sibling
+            trained for the requested sigma where one is served
         label_map (None | PredictRequestLabelMapType0 | Unset): vendor label key -> class key (synonyms into one class),
             fixed before sampling; a JSON object (a JSON string in multipart forms)
         max_cost (float | None | Unset): most USD this request may spend on classifier queries

@@ -15,7 +15,8 @@ class PreviewRequest:
     """
     Attributes:
         image (str): the image (PNG, JPEG, WebP, BMP, GIF), base64-encoded; a data: URL works too
-        denoiser (None | str | Unset): catalog name (GET /v1/denoisers)
+        denoiser (None | str | Unset): catalog name (GET /v1/denoisers); default: the default denoiser, or its sibling
+            trained for the requested sigma where one is served
         k (int | Unset): copies to show Default: 8.
         sigma (float | Unset): noise level in [0, 1] pixel units Default: 0.25.
     """
