@@ -115,9 +115,16 @@ def mixture_log_capital(
     mm = np.asarray(m, dtype=np.float64)
     if np.any(~(mm > 0)) or np.any(mm > 1):
         raise ValueError("m must lie in (0, 1]")
-    mm = mm[..., None]
+    return _log_capital(log_weights + (t - s) * np.log1p(-w), s, w, mm[..., None])
+
+
+def _log_capital(base: FloatArray, s: FloatArray, w: FloatArray, m: FloatArray) -> FloatArray:
+    """log sum_j exp(base_j + s log(1 - w_j + w_j / m)): the part of
+    :func:`mixture_log_capital` that depends on m, split off so that a bisection computes
+    ``base_j = log weight_j + (t - s) log(1 - w_j)`` once.
+    """
     # log(1 - w + w/m) = log1p(w (1 - m) / m): accurate for m near 1, where 1 - m is exact.
-    terms = log_weights + (t - s) * np.log1p(-w) + s * np.log1p(w * ((1 - mm) / mm))
+    terms = base + s * np.log1p(w * ((1 - m) / m))
     top = terms.max(axis=-1)
     return np.asarray(top + np.log(np.exp(terms - top[..., None]).sum(axis=-1)))
 
@@ -155,16 +162,22 @@ def lower_bound(
     span = int(t.max(initial=0)) + 1
     keys, inverse = np.unique((t * span + s).ravel(), return_inverse=True)
     u_t, u_s = keys // span, keys % span
-    limit = threshold(alpha, u_t)
-    lo, hi = np.zeros(keys.shape), np.ones(keys.shape)
     # m = 1 is never rejected (K_t(1) <= 1) and nothing is rejected without a success.
     live = u_s > 0
+    limit = threshold(alpha, u_t[live])
+    # The m-free part of mixture_log_capital, computed once (the same float operations).
+    w, log_weights = _grid(bets, weights)
+    s_live = u_s[live].astype(np.float64)[:, None]
+    base = log_weights + (u_t[live].astype(np.float64)[:, None] - s_live) * np.log1p(-w)
+    lo, hi = np.zeros(s_live.shape[0]), np.ones(s_live.shape[0])
     for _ in range(_BISECTION_BITS):
-        mid = (lo[live] + hi[live]) / 2  # exact: dyadic rationals with <= 40 bits
-        hit = mixture_log_capital(u_s[live], u_t[live], mid, bets, weights) >= limit[live]
-        lo[live] = np.where(hit, mid, lo[live])
-        hi[live] = np.where(hit, hi[live], mid)
-    return np.asarray(lo[inverse].reshape(s.shape))
+        mid = (lo + hi) / 2  # exact: dyadic rationals with <= 40 bits
+        hit = _log_capital(base, s_live, w, mid[:, None]) >= limit
+        lo = np.where(hit, mid, lo)
+        hi = np.where(hit, hi, mid)
+    bound = np.zeros(keys.shape)
+    bound[live] = lo
+    return np.asarray(bound[inverse].reshape(s.shape))
 
 
 def upper_bound(

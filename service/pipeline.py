@@ -185,12 +185,22 @@ class Certifier:
         params: CertifyParams,
         tracker: _Tracker,
     ) -> tuple[smoothing.CertifyResult, str | None]:
-        """Sample in chunks of one look's unit; evaluate at each planned look; stop when told."""
+        """Sample in chunks of one look's unit; evaluate at each planned look; stop when told.
+
+        With a target: the betting confidence sequence, looked at after every chunk. Without
+        one (the largest radius within the budget): Clopper-Pearson alpha-spending at doubling
+        looks, which gives slightly larger radii there.
+        """
         unit = min(params.first_look, chunk_size_for(tuple(image.shape)))
-        first = unit * -(-params.first_look // unit)  # looks are whole numbers of chunks
-        plan = smoothing.SequentialPlan.doubling(min(first, params.n), params.n, params.alpha)
+        # looks are whole numbers of chunks
+        first = min(unit * -(-params.first_look // unit), params.n)
+        if params.target_radius is None:
+            plan = smoothing.SequentialPlan.doubling(first, params.n, params.alpha)
+        else:
+            plan = smoothing.SequentialPlan.every(unit, params.n, params.alpha, first)
         chunks = self._chunks(image, digest, Phase.ESTIMATION, params.n, params, unit)
         look, drawn = 0, 0
+        result: smoothing.CertifyResult | None = None
         async for votes, cached, size in chunks:
             tally.add(votes, cached)
             drawn += size
@@ -199,8 +209,9 @@ class Certifier:
                 continue
             step = smoothing.sequential_look(
                 plan, look, candidate, tally.counts, params.sigma, params.target_radius,
-                params.tolerance,
+                params.tolerance, result,
             )  # fmt: skip
+            result = step.result
             if step.stop:
                 await chunks.aclose()
                 tracker.finish()

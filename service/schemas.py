@@ -56,8 +56,10 @@ class CertifyParams(PredictParams):
     )
     mode: Literal["fixed", "sequential"] = Field(
         "fixed",
-        description="'fixed': n samples, one bound; 'sequential': look at 2^k x first_look "
-        "samples (up to n) with anytime-valid bounds and stop as soon as the answer is known",
+        description="'fixed': n samples, one bound; 'sequential': sample in rounds (up to n) "
+        "with anytime-valid bounds and stop as soon as the answer is known — with a "
+        "target_radius a betting confidence sequence checked after every round, without one "
+        "Clopper-Pearson with alpha spread over looks at 2^k x first_look samples",
     )
     target_radius: float | None = Field(
         None, gt=0, description="sequential: stop once this radius is certified or unreachable"

@@ -21,17 +21,22 @@ float error of the quantile functions (~1e-15 relative).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Literal, TypeVar
 
+from scipy.special import ndtr
 from scipy.stats import beta, binomtest, norm
+
+from service import betting
 
 __all__ = [
     "RADIUS_DECIMALS",
     "CertifyResult",
     "PredictResult",
+    "SequentialBound",
     "SequentialPlan",
     "SequentialStep",
     "certify",
@@ -140,13 +145,26 @@ def certify(
     ``n`` is the number of estimation samples drawn. Counts may sum to less than ``n``: the
     difference (failed queries, copies with no answer) counts against the candidate.
     """
+    n_a = _candidate_count(candidate, estimation_counts, n, sigma)
+    p_lower = lower_confidence_bound(n_a, n, alpha)
+    return _certificate(candidate, p_lower, n_a, n, alpha, sigma)
+
+
+def _candidate_count(
+    candidate: Label | None, counts: Mapping[Label, int], n: int, sigma: float
+) -> int:
+    """n_a, after checking sigma and that the counts fit in ``n`` samples."""
     if sigma <= 0 or not math.isfinite(sigma):
         raise ValueError(f"sigma must be a positive number (got {sigma})")
-    total = sum(estimation_counts.values())
-    if any(c < 0 for c in estimation_counts.values()) or total > n:
+    if any(c < 0 for c in counts.values()) or sum(counts.values()) > n:
         raise ValueError(f"estimation counts must be >= 0 and sum to at most n = {n}")
-    n_a = int(estimation_counts.get(candidate, 0)) if candidate is not None else 0
-    p_lower = lower_confidence_bound(n_a, n, alpha)
+    return int(counts.get(candidate, 0)) if candidate is not None else 0
+
+
+def _certificate(
+    candidate: Label | None, p_lower: float, n_a: int, n: int, alpha: float, sigma: float
+) -> CertifyResult:
+    """The certificate of a valid lower bound ``p_lower`` on p_A: abstain below 1/2."""
     if candidate is None or p_lower < 0.5:
         return CertifyResult(None, candidate, True, 0.0, p_lower, n_a, n, alpha, sigma)
     radius = radius_from_p_lower(p_lower, sigma)
@@ -192,20 +210,39 @@ def _check_alpha(alpha: float) -> None:
 # --- Sequential certification ------------------------------------------------------------------
 #
 # Guarantee. The estimation samples are looked at only at the planned cumulative counts
-# ``looks`` (doubling from ``first`` up to ``max_n``). At look k the Clopper-Pearson bounds are
-# computed at alpha_k = alpha / K (K = number of looks), so by the union bound all K lower bounds
-# hold at once with probability >= 1 - alpha. Whatever rule decides to stop — target certified,
-# target shown unreachable, budget spent — the certificate comes from one of those K bounds and is
-# wrong with probability at most alpha: stopping early is not optional stopping of a fixed-n
-# bound (trap 2) because the bound was never fixed-n.
+# ``looks``, with one of two anytime-valid bounds (``SequentialPlan.bound``):
+#
+# - "cp-spending" (``SequentialPlan.doubling``: looks doubling from ``first`` up to ``max_n``).
+#   At look k the Clopper-Pearson bounds are computed at alpha_k = alpha / K (K = number of
+#   looks), so by the union bound all K lower bounds hold at once with probability >= 1 - alpha.
+# - "betting" (``SequentialPlan.every``: a look after every chunk). The lower bound is the
+#   running maximum of the betting confidence sequence of :mod:`service.betting` at alpha itself:
+#   its capital is a nonnegative supermartingale whenever m >= p_A, so by Ville's inequality the
+#   chance that it *ever* rejects the true p_A is at most alpha — all looks, however many, hold
+#   at once. Its capital is nonincreasing in m, so once it rejects m0 (the target's p_A) it
+#   rejects every m <= m0 too, and m0 itself is a valid p_lower. The mirror sequence on the
+#   failures (also at alpha) only decides when to stop (target unreachable), never what is
+#   certified.
+#
+# Whatever rule decides to stop — target certified, target shown unreachable, budget spent — the
+# certificate comes from bounds that hold simultaneously at every look, so it is wrong with
+# probability at most alpha: stopping early is not optional stopping of a fixed-n bound (trap 2)
+# because the bound was never fixed-n.
+
+SequentialBound = Literal["cp-spending", "betting"]
+
+_TARGET_MARGIN = 1e-12  # above Phi(r / sigma): float error in the cdf cannot certify less than r
 
 
 @dataclass(frozen=True, slots=True)
 class SequentialPlan:
-    """Looks at cumulative sample counts ``looks``, each at ``alpha / len(looks)``."""
+    """Looks at cumulative sample counts ``looks`` with the anytime-valid ``bound``:
+    "cp-spending" (Clopper-Pearson at ``alpha / len(looks)`` each: few looks) or "betting"
+    (the betting confidence sequence at ``alpha``: as many looks as wanted)."""
 
     looks: tuple[int, ...]
     alpha: float
+    bound: SequentialBound = "cp-spending"
 
     @classmethod
     def doubling(cls, first: int, max_n: int, alpha: float) -> SequentialPlan:
@@ -220,9 +257,23 @@ class SequentialPlan:
         looks.append(max_n)
         return cls(tuple(looks), alpha)
 
+    @classmethod
+    def every(cls, unit: int, max_n: int, alpha: float, first: int | None = None) -> SequentialPlan:
+        """Betting, looking at ``first`` (default ``unit``) samples, then after every further
+        ``unit`` samples, and at ``max_n``."""
+        first = unit if first is None else first
+        if unit < 1 or not 1 <= first <= max_n:
+            raise ValueError(
+                f"need unit >= 1 and 1 <= first <= max_n (got {unit}, {first}, {max_n})"
+            )
+        _check_alpha(alpha)
+        return cls((*range(first, max_n, unit), max_n), alpha, "betting")
+
     @property
     def alpha_per_look(self) -> float:
-        return self.alpha / len(self.looks)
+        """The level each look's bound is computed at: alpha / K for cp-spending (union bound over
+        the K looks), alpha for betting (Ville's inequality covers every time at once)."""
+        return self.alpha if self.bound == "betting" else self.alpha / len(self.looks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,13 +293,20 @@ def sequential_look(
     sigma: float,
     target_radius: float | None,
     tolerance: float,
+    previous: CertifyResult | None = None,
 ) -> SequentialStep:
     """Evaluate look number ``look`` (0-based) on the cumulative ``counts`` of
     ``plan.looks[look]`` samples.
 
     Without a target the aim is the largest radius within the budget: stop once even the upper
     confidence bound of p_A could not add more than ``tolerance`` to the certified radius.
+
+    ``previous`` is the result of the look before (None at the first). The betting bound keeps
+    the running maximum of its lower bounds (valid: the sequence holds at all looks at once) and
+    needs a target; cp-spending ignores ``previous`` (each look's bound stands on its own).
     """
+    if plan.bound == "betting":
+        return _betting_look(plan, look, candidate, counts, sigma, target_radius, previous)
     n = plan.looks[look]
     alpha = plan.alpha_per_look
     result = certify(candidate, counts, n, sigma, alpha)
@@ -265,3 +323,59 @@ def sequential_look(
     elif best - result.radius < tolerance and p_upper < 1.0:
         return SequentialStep(result, True, "converged")
     return SequentialStep(result, last, "budget_exhausted" if last else None)
+
+
+def _betting_look(
+    plan: SequentialPlan,
+    look: int,
+    candidate: Label | None,
+    counts: Mapping[Label, int],
+    sigma: float,
+    target_radius: float | None,
+    previous: CertifyResult | None,
+) -> SequentialStep:
+    """A look of the betting plan: certified once the sequence puts p_A above m0, a hair above
+    Phi(target / sigma); unreachable once the mirror sequence puts it below m0, or once not even
+    a unanimous rest of the budget could certify it."""
+    if target_radius is None:
+        raise ValueError("the betting plan needs a target radius (without one: cp-spending)")
+    if previous is not None and previous.candidate != candidate:
+        raise ValueError("the previous look certified another candidate")
+    n, alpha = plan.looks[look], plan.alpha
+    n_a = _candidate_count(candidate, counts, n, sigma)
+    if candidate is None:
+        return SequentialStep(_certificate(None, 0.0, n_a, n, alpha, sigma), True, "no_candidate")
+    m0 = min(float(ndtr(target_radius / sigma)) + _TARGET_MARGIN, 1.0)  # ndtr = norm.cdf
+    above, below = _betting_tests(n_a, n, alpha, m0)
+    # Only values the sequence rejected (now or at an earlier look) become p_lower.
+    p_lower = _betting_lower_bound(n_a, n, alpha)
+    if previous is not None:
+        p_lower = max(p_lower, previous.p_lower)
+    if above:  # m0 is rejected, even where the bisection's grid point stays below it
+        p_lower = max(p_lower, m0)
+    result = _certificate(candidate, p_lower, n_a, n, alpha, sigma)
+    if not result.abstained and result.radius >= target_radius:
+        return SequentialStep(result, True, "target_certified")
+    last = look == len(plan.looks) - 1
+    budget = plan.looks[-1]  # could even a unanimous rest of the budget certify it?
+    if below or (not last and not _betting_tests(n_a + budget - n, budget, alpha, m0)[0]):
+        return SequentialStep(result, True, "target_unreachable")
+    return SequentialStep(result, last, "budget_exhausted" if last else None)
+
+
+# Pure functions of the counts, memoised: the bisection costs ~1 ms, and counts recur (every
+# stream whose votes all go to the candidate passes through the same (n, n)).
+@functools.lru_cache(maxsize=1 << 14)
+def _betting_lower_bound(n_a: int, n: int, alpha: float) -> float:
+    return float(betting.lower_bound(n_a, n, alpha))
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _betting_tests(n_a: int, n: int, alpha: float, m0: float) -> tuple[bool, bool]:
+    """(the sequence rejects p_A <= m0, the mirror sequence on the failures rejects p_A >= m0).
+
+    No finite sample can certify m0 = 1 (the capital at 1 never grows): unreachable at once.
+    """
+    above = bool(betting.rejects(n_a, n, m0, alpha))
+    below = m0 >= 1.0 or bool(betting.rejects(n - n_a, n, 1.0 - m0, alpha))
+    return above, below

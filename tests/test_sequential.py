@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from service import smoothing
+from service import betting, smoothing
 from service.pipeline import Certifier
 from service.schemas import Certificate, CertifyParams
 from service.votes import InMemoryVoteStore
@@ -25,13 +25,17 @@ def _limit(alpha: float, runs: int) -> float:
     return alpha + 3 * math.sqrt(alpha * (1 - alpha) / runs)
 
 
-def _simulate(p_a: float, target: float, alpha: float, runs: int, naive: bool) -> float:
+def _simulate(
+    p_a: float, target: float, alpha: float, runs: int, naive: bool,
+    plan: smoothing.SequentialPlan | None = None,
+) -> float:  # fmt: skip
     """Fraction of runs that certify ``target`` although the true radius is below it."""
     rng = np.random.default_rng(0)
-    plan = smoothing.SequentialPlan.doubling(32, 2048, alpha)
+    plan = plan or smoothing.SequentialPlan.doubling(32, 2048, alpha)
     draws = rng.random((runs, plan.looks[-1])) < p_a
     wrong = 0
     for row in draws:
+        result = None
         for look, n in enumerate(plan.looks):
             n_a = int(row[:n].sum())
             counts = {"a": n_a, "b": n - n_a}
@@ -39,7 +43,9 @@ def _simulate(p_a: float, target: float, alpha: float, runs: int, naive: bool) -
                 result = smoothing.certify("a", counts, n, SIGMA, alpha)
                 stop = not result.abstained and result.radius >= target
             else:
-                step = smoothing.sequential_look(plan, look, "a", counts, SIGMA, target, 0.01)
+                step = smoothing.sequential_look(
+                    plan, look, "a", counts, SIGMA, target, 0.01, result
+                )
                 result, stop = step.result, step.stop
             if stop:
                 wrong += not result.abstained and result.radius >= target
@@ -52,6 +58,17 @@ def test_sequential_bounds_hold_under_optional_stopping() -> None:
     alpha, runs = 0.05, 4000
     assert SIGMA * norm.ppf(0.85) < 0.27
     assert _simulate(0.85, 0.27, alpha, runs, naive=False) <= _limit(alpha, runs)
+
+
+def test_betting_bounds_hold_when_looked_at_after_every_chunk() -> None:
+    """The target-mode plan: 32 looks, each at alpha (not alpha / 32). The target sits just
+    above the true radius, where a fixed-n bound re-checked at these looks is wrong ~5% of
+    the time (three times the limit)."""
+    alpha, runs = 0.01, 2000
+    plan = smoothing.SequentialPlan.every(32, 1024, alpha)
+    assert plan.bound == "betting" and plan.alpha_per_look == alpha
+    target = SIGMA * float(norm.ppf(0.85)) * 1.001
+    assert _simulate(0.85, target, alpha, runs, naive=False, plan=plan) <= _limit(alpha, runs)
 
 
 def test_the_check_catches_naive_re_checking_of_a_fixed_n_bound() -> None:
@@ -71,15 +88,28 @@ def _certify(p_a: float, **params: object) -> Certificate:
     )
 
 
-@pytest.mark.parametrize(("p_a", "n"), [(0.9, 1000), (0.97, 600)])
-def test_wrong_sequential_certificates_stay_within_alpha(p_a: float, n: int) -> None:
-    """Monte-Carlo validity through the whole pipeline: 2,000 sequential certifications."""
+@pytest.mark.parametrize(
+    ("p_a", "n", "target"),
+    [
+        (0.9, 1000, 1.001),  # betting, after every chunk; a target just out of reach
+        (0.97, 600, None),  # no target: Clopper-Pearson alpha-spending at doubling looks
+    ],
+)
+def test_wrong_sequential_certificates_stay_within_alpha(
+    p_a: float, n: int, target: float | None
+) -> None:
+    """Monte-Carlo validity through the whole pipeline: 2,000 sequential certifications.
+
+    ``target`` is a multiple of the true radius: just above it, every target_certified is
+    wrong, and so is a larger radius kept from an earlier look (the running maximum).
+    """
     alpha, runs = 0.01, 2000
     true_radius = SIGMA * float(norm.ppf(p_a))
+    target_radius = None if target is None else true_radius * target
     wrong = 0
     for run in range(runs):
         certificate = _certify(
-            p_a, n=n, first_look=50, alpha=alpha, target_radius=true_radius * 0.95,
+            p_a, n=n, first_look=50, alpha=alpha, target_radius=target_radius,
             secret=SECRET + str(run).encode(),
         )  # fmt: skip
         if not certificate.abstained and (
@@ -93,7 +123,7 @@ def test_an_easy_image_certifies_the_target_with_few_queries() -> None:
     certificate = _certify(0.9999, n=10_000, target_radius=0.25)
     assert certificate.stop_reason == "target_certified"
     assert certificate.radius >= 0.25 and certificate.label == "a"
-    assert certificate.queries.total <= 129  # the clean query + at most 4 looks of 32
+    assert certificate.queries.total <= 129  # the clean query + at most 4 chunks of 32
     assert certificate.savings is not None
     assert certificate.savings.fixed_n_queries == 10_100
     assert certificate.savings.queries_saved == 10_100 - certificate.queries.total
@@ -105,12 +135,18 @@ def test_an_unreachable_target_stops_early() -> None:
     assert certificate.queries.total < 1_000
 
 
-def test_a_borderline_image_spends_the_whole_budget() -> None:
-    # True radius 0.32; the target 0.3 needs p_lower >= 0.885 with p_A = 0.9.
+def test_a_borderline_image_samples_until_the_budget_cannot_decide() -> None:
+    # True radius 0.32; the target 0.3 needs p_lower >= 0.885 with p_A = 0.9: no early decision.
     certificate = _certify(0.9, n=2_000, target_radius=0.3)
-    assert certificate.stop_reason in ("budget_exhausted", "target_certified")
+    assert certificate.n > 1_000
     if certificate.stop_reason == "budget_exhausted":
         assert certificate.queries.total == 2_001 and certificate.n == 2_000
+    elif certificate.stop_reason == "target_unreachable":  # the rest could not certify it
+        top = certificate.top_counts[0].count
+        m0 = float(norm.cdf(0.3 / SIGMA))
+        assert not betting.rejects(top + 2_000 - certificate.n, 2_000, m0, certificate.alpha)
+    else:
+        assert certificate.stop_reason == "target_certified" and certificate.radius >= 0.3
 
 
 def test_without_a_target_it_stops_when_the_radius_has_converged() -> None:
@@ -140,3 +176,148 @@ def test_looks_double_up_to_the_budget() -> None:
 def test_fixed_mode_refuses_a_target() -> None:
     with pytest.raises(ValueError, match="mode='sequential'"):
         CertifyParams(target_radius=0.5)
+
+
+# --- target mode: the betting confidence sequence, looked at after every chunk ----------------
+
+
+def test_betting_looks_come_after_every_chunk_up_to_the_budget() -> None:
+    plan = smoothing.SequentialPlan.every(32, 200, 0.001)
+    assert plan.looks == (32, 64, 96, 128, 160, 192, 200)
+    assert plan.bound == "betting" and plan.alpha_per_look == 0.001  # Ville: no alpha / K
+    later = smoothing.SequentialPlan.every(32, 200, 0.001, first=96)
+    assert later.looks == (96, 128, 160, 192, 200)
+    assert smoothing.SequentialPlan.every(32, 20, 0.001, first=20).looks == (20,)
+    assert smoothing.SequentialPlan.doubling(32, 200, 0.001).bound == "cp-spending"
+    for unit, max_n, first in [(0, 100, None), (32, 100, 0), (32, 100, 101)]:
+        with pytest.raises(ValueError, match="need"):
+            smoothing.SequentialPlan.every(unit, max_n, 0.001, first)
+
+
+def test_the_pipeline_bets_with_a_target_and_spends_alpha_without(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plans: set[smoothing.SequentialPlan] = set()
+    look = smoothing.sequential_look
+
+    def spy(plan: smoothing.SequentialPlan, *args: object) -> smoothing.SequentialStep:
+        plans.add(plan)
+        return look(plan, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(smoothing, "sequential_look", spy)
+    certificate = _certify(0.9999, n=1000, target_radius=0.3)
+    assert plans == {smoothing.SequentialPlan.every(32, 1000, 0.001)}
+    assert certificate.stop_reason == "target_certified"
+    assert certificate.n == 96  # three chunks: not a doubling look (32, 64, 128, ...)
+    plans.clear()
+    certificate = _certify(0.9999, n=1000, target_radius=0.3, first_look=50)
+    assert plans == {smoothing.SequentialPlan.every(50, 1000, 0.001)}
+    plans.clear()
+    certificate = _certify(0.8, n=1000)
+    assert plans == {smoothing.SequentialPlan.doubling(32, 1000, 0.001)}
+    assert certificate.n in (32, 64, 128, 256, 512, 1000)
+
+
+def _replay(
+    p_a: float, target: float, seed: int, plan: smoothing.SequentialPlan
+) -> list[tuple[int, int, smoothing.SequentialStep]]:
+    """(n_a, n, step) at every look of one simulated stream, up to the stop."""
+    votes = np.random.default_rng(seed).random(plan.looks[-1]) < p_a
+    steps: list[tuple[int, int, smoothing.SequentialStep]] = []
+    result = None
+    for look, n in enumerate(plan.looks):
+        n_a = int(votes[:n].sum())
+        step = smoothing.sequential_look(
+            plan, look, "a", {"a": n_a, "b": n - n_a}, SIGMA, target, 0.01, result
+        )
+        steps.append((n_a, n, step))
+        result = step.result
+        if step.stop:
+            break
+    return steps
+
+
+@pytest.mark.parametrize(
+    ("p_a", "target"), [(0.999, 0.5), (0.95, 0.3), (0.9, 0.32), (0.7, 0.25), (0.5, 0.1)]
+)
+def test_betting_p_lower_is_the_running_maximum_of_what_the_sequence_rejected(
+    p_a: float, target: float
+) -> None:
+    alpha = 0.001
+    plan = smoothing.SequentialPlan.every(32, 1600, alpha)
+    for seed in range(10):
+        steps = _replay(p_a, target, seed, plan)
+        n_a = np.array([s[0] for s in steps])
+        n = np.array([s[1] for s in steps])
+        bounds = betting.lower_bound(n_a, n, alpha)
+        for k, (_, _, step) in enumerate(steps):
+            result = step.result
+            # never above a value that the sequence rejected at this look or an earlier one ...
+            assert result.p_lower == 0 or np.any(
+                betting.rejects(n_a[: k + 1], n[: k + 1], result.p_lower, alpha)
+            )
+            # ... and never below its running maximum
+            assert result.p_lower >= bounds[: k + 1].max()
+            assert result.alpha == alpha and (result.n_a, result.n) == (n_a[k], n[k])
+            if result.p_lower < 0.5:
+                assert result.abstained and result.label is None and result.radius == 0
+            else:
+                assert result.label == "a"
+                assert result.radius == smoothing.radius_from_p_lower(result.p_lower, SIGMA)
+            certified = not result.abstained and result.radius >= target
+            assert (step.reason == "target_certified") == certified
+            assert step.stop == (k == len(steps) - 1)
+
+
+def test_betting_stop_reasons() -> None:
+    plan = smoothing.SequentialPlan.every(32, 640, 0.001)
+    m0 = float(norm.cdf(0.5 / SIGMA))
+
+    def step(look: int, n_a: int, target: float | None = 0.5) -> smoothing.SequentialStep:
+        n = plan.looks[look]
+        return smoothing.sequential_look(
+            plan, look, "a", {"a": n_a, "b": n - n_a}, SIGMA, target, 0.01
+        )
+
+    # every vote for the candidate: certified at the first look whose counts reject m0
+    first = next(k for k, n in enumerate(plan.looks) if betting.rejects(n, n, m0, 0.001))
+    assert 0 < first < len(plan.looks) - 1
+    assert step(first - 1, plan.looks[first - 1]).reason is None
+    certified = step(first, plan.looks[first])
+    assert (certified.stop, certified.reason) == (True, "target_certified")
+    assert certified.result.radius >= 0.5 and certified.result.p_lower >= m0
+    # half the votes: p_A >= 0.977 is out of the question at once
+    assert step(0, 16).reason == "target_unreachable"
+    # close to m0: neither side decides before the budget
+    last = len(plan.looks) - 1
+    assert step(3, 126).reason is None
+    assert step(last, 630) == smoothing.SequentialStep(
+        step(last, 630).result, True, "budget_exhausted"
+    )
+    # a target that no finite sample can reach (m0 rounds to 1): unreachable at once
+    assert step(0, 32, target=10 * SIGMA).reason == "target_unreachable"
+    # within reach of p_A but not of this budget (640 unanimous votes cannot show p_A >= 0.992)
+    assert step(0, 32, target=0.6).reason == "target_unreachable"
+    larger = smoothing.SequentialPlan.every(32, 10_000, 0.001)
+    assert smoothing.sequential_look(larger, 0, "a", {"a": 32}, SIGMA, 0.6, 0.01).reason is None
+    no_candidate = smoothing.sequential_look(plan, 0, None, {"b": 32}, SIGMA, 0.5, 0.01)
+    assert (no_candidate.reason, no_candidate.result.abstained) == ("no_candidate", True)
+
+
+def test_betting_refuses_a_missing_target_and_a_changed_candidate() -> None:
+    plan = smoothing.SequentialPlan.every(32, 320, 0.001)
+    with pytest.raises(ValueError, match="target"):
+        smoothing.sequential_look(plan, 0, "a", {"a": 32}, SIGMA, None, 0.01)
+    first = smoothing.sequential_look(plan, 0, "a", {"a": 32}, SIGMA, 0.5, 0.01)
+    with pytest.raises(ValueError, match="candidate"):
+        smoothing.sequential_look(plan, 1, "b", {"b": 64}, SIGMA, 0.5, 0.01, first.result)
+
+
+def test_a_certified_target_is_a_value_the_sequence_rejects_at_the_stop() -> None:
+    for p_a, target in [(0.9999, 0.25), (0.999, 0.5), (0.95, 0.3), (0.99, 0.45)]:
+        certificate = _certify(p_a, n=10_000, target_radius=target)
+        assert certificate.stop_reason == "target_certified"
+        n_a = next(c.count for c in certificate.top_counts if c.label == "a")
+        assert betting.rejects(n_a, certificate.n, certificate.p_lower, certificate.alpha)
+        assert certificate.radius == smoothing.radius_from_p_lower(certificate.p_lower, SIGMA)
+        assert certificate.radius >= target and certificate.n % 32 == 0

@@ -434,7 +434,7 @@ export interface components {
             max_cost?: number | null;
             /**
              * Mode
-             * @description 'fixed': n samples, one bound; 'sequential': look at 2^k x first_look samples (up to n) with anytime-valid bounds and stop as soon as the answer is known
+             * @description 'fixed': n samples, one bound; 'sequential': sample in rounds (up to n) with anytime-valid bounds and stop as soon as the answer is known — with a target_radius a betting confidence sequence checked after every round, without one Clopper-Pearson with alpha spread over looks at 2^k x first_look samples
              * @default fixed
              * @enum {string}
              */
@@ -623,7 +623,7 @@ export interface components {
             max_cost?: number | null;
             /**
              * Mode
-             * @description 'fixed': n samples, one bound; 'sequential': look at 2^k x first_look samples (up to n) with anytime-valid bounds and stop as soon as the answer is known
+             * @description 'fixed': n samples, one bound; 'sequential': sample in rounds (up to n) with anytime-valid bounds and stop as soon as the answer is known — with a target_radius a betting confidence sequence checked after every round, without one Clopper-Pearson with alpha spread over looks at 2^k x first_look samples
              * @default fixed
              * @enum {string}
              */

@@ -33,8 +33,10 @@ class JobRequest:
         label_map (JobRequestLabelMapType0 | None | Unset): vendor label key -> class key (synonyms into one class),
             fixed before sampling; a JSON object (a JSON string in multipart forms)
         max_cost (float | None | Unset): most USD this request may spend on classifier queries
-        mode (JobRequestMode | Unset): 'fixed': n samples, one bound; 'sequential': look at 2^k x first_look samples (up
-            to n) with anytime-valid bounds and stop as soon as the answer is known Default: JobRequestMode.FIXED.
+        mode (JobRequestMode | Unset): 'fixed': n samples, one bound; 'sequential': sample in rounds (up to n) with
+            anytime-valid bounds and stop as soon as the answer is known — with a target_radius a betting confidence
+            sequence checked after every round, without one Clopper-Pearson with alpha spread over looks at 2^k x first_look
+            samples Default: JobRequestMode.FIXED.
         n (int | Unset): number of noisy samples Default: 10000.
         n0 (int | Unset): selection samples (0 with 'clean') Default: 100.
         operation (JobRequestOperation | Unset): what the job runs Default: JobRequestOperation.CERTIFY.
