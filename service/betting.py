@@ -53,8 +53,6 @@ __all__ = [
     "DEFAULT_WEIGHTS",
     "lower_bound",
     "mixture_log_capital",
-    "plugin_log_capital",
-    "plugin_running_lower_bound",
     "rejection_thresholds",
     "rejects",
     "running_lower_bound",
@@ -238,54 +236,6 @@ def rejection_thresholds(
         hi[open_] = np.where(hit, mid[open_], hi[open_])
         lo[open_] = np.where(hit, lo[open_], mid[open_])
     return np.where(hi > t, horizon + 2, hi)
-
-
-# --- predictable plug-in (order-dependent) ----------------------------------------------------
-
-
-def plugin_log_capital(
-    x: ArrayLike, m: ArrayLike, alpha: float, truncation: float = 0.5
-) -> FloatArray:
-    """log K_t(m), t = 1..T, for the one-sided PrPl bets of W-S&R, along the last axis of ``x``.
-
-    lambda_t = min(sqrt(2 log(1/alpha) / (sigma2_{t-1} t log(1 + t))), truncation / m), where
-    sigma2_{t-1} = (1/4 + sum_{i<t} (X_i - mu_i)^2) / t and mu_i = (1/2 + sum_{j<=i} X_j) / (i + 1)
-    use only X_1..X_{t-1}. The bet depends on m only through the truncation, and
-    lambda(m) * m and lambda(m) * (1 - m) are then nondecreasing / nonincreasing in m, so every
-    factor — and K_t(m) — is nonincreasing in m. ``m`` broadcasts against ``x[..., :1]``.
-    """
-    _check_alpha(alpha)
-    if not 0 < truncation < 1:
-        raise ValueError("truncation must lie in (0, 1)")
-    xs = np.asarray(x, dtype=np.float64)
-    mm = np.asarray(m, dtype=np.float64)
-    if np.any(~(mm > 0)) or np.any(mm > 1):
-        raise ValueError("m must lie in (0, 1]")
-    t = np.arange(1, xs.shape[-1] + 1, dtype=np.float64)
-    mu = (0.5 + np.cumsum(xs, axis=-1)) / (t + 1)
-    sigma2 = (0.25 + np.cumsum((xs - mu) ** 2, axis=-1)) / (t + 1)
-    sigma2_prev = np.concatenate([np.full((*xs.shape[:-1], 1), 0.25), sigma2[..., :-1]], axis=-1)
-    bet = np.sqrt(2 * math.log(1 / alpha) / (sigma2_prev * t * np.log1p(t)))
-    bet = np.minimum(bet, truncation / mm)
-    return np.asarray(np.cumsum(np.log1p(bet * (xs - mm)), axis=-1))
-
-
-def plugin_running_lower_bound(x: ArrayLike, alpha: float, truncation: float = 0.5) -> FloatArray:
-    """L_T (running maximum over all t <= T) of the PrPl sequence, per stream (leading axes).
-
-    Bisection on the predicate "m was rejected at some t <= T", which is monotone in m because
-    every K_t(m) is; the returned multiple of 2**-40 was rejected, so it is <= the exact L_T.
-    """
-    xs = np.asarray(x, dtype=np.float64)
-    shape = xs.shape[:-1]
-    limit = threshold(alpha, np.arange(1, xs.shape[-1] + 1))
-    lo, hi = np.zeros(shape), np.ones(shape)
-    for _ in range(_BISECTION_BITS):
-        mid = (lo + hi) / 2
-        hit = np.any(plugin_log_capital(xs, mid[..., None], alpha, truncation) >= limit, axis=-1)
-        lo = np.where(hit, mid, lo)
-        hi = np.where(hit, hi, mid)
-    return np.asarray(lo)
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import beta, norm
 
+from benchmarks.confidence_sequences import plugin_log_capital, plugin_running_lower_bound
 from service import betting
 
 ALPHA = 0.01
@@ -63,7 +64,7 @@ def test_the_check_catches_a_fixed_n_bound_re_checked_after_every_sample() -> No
 def test_plugin_bound_ever_exceeds_p_at_most_alpha_of_the_time(p: float) -> None:
     rng = np.random.default_rng(3)
     votes = (rng.random((RUNS, 250)) < p).astype(np.float64)
-    bound = betting.plugin_running_lower_bound(votes, ALPHA)
+    bound = plugin_running_lower_bound(votes, ALPHA)
     assert np.mean(bound > p) <= _limit(ALPHA, RUNS)
 
 
@@ -72,7 +73,7 @@ def test_plugin_test_at_the_true_p_is_valid_over_long_horizons(p: float) -> None
     horizon = 3000
     rng = np.random.default_rng(4)
     votes = (rng.random((RUNS, horizon)) < p).astype(np.float64)
-    capital = betting.plugin_log_capital(votes, p, ALPHA)
+    capital = plugin_log_capital(votes, p, ALPHA)
     rejected = np.any(capital >= betting.threshold(ALPHA, np.arange(1, horizon + 1)), axis=1)
     assert np.mean(rejected) <= _limit(ALPHA, RUNS)
 
@@ -93,7 +94,7 @@ def test_plugin_capital_is_nonincreasing_in_m() -> None:
     rng = np.random.default_rng(6)
     votes = (rng.random((20, 500)) < 0.8).astype(np.float64)
     m = np.linspace(1e-4, 1, 801)
-    capital = betting.plugin_log_capital(votes[:, None, :], m[None, :, None], ALPHA)
+    capital = plugin_log_capital(votes[:, None, :], m[None, :, None], ALPHA)
     assert np.all(np.diff(capital, axis=1) <= 1e-9 * (1 + np.abs(capital[:, 1:])))
 
 
@@ -158,7 +159,7 @@ def test_bound_converges_to_p(p: float) -> None:
 def test_plugin_bound_converges_to_p() -> None:
     rng = np.random.default_rng(9)
     votes = (rng.random(200_000) < 0.9).astype(np.float64)
-    bound = float(betting.plugin_running_lower_bound(votes, ALPHA))
+    bound = float(plugin_running_lower_bound(votes, ALPHA))
     assert 0.9 - 0.005 < bound <= votes.mean()
 
 
@@ -189,11 +190,11 @@ def test_bound_is_the_last_rejected_grid_point() -> None:
 def test_plugin_bound_is_the_last_rejected_grid_point() -> None:
     rng = np.random.default_rng(10)
     votes = (rng.random((30, 400)) < 0.9).astype(np.float64)
-    bound = betting.plugin_running_lower_bound(votes, ALPHA)
+    bound = plugin_running_lower_bound(votes, ALPHA)
     limit = betting.threshold(ALPHA, np.arange(1, 401))
 
     def ever(m: np.ndarray) -> np.ndarray:
-        return np.any(betting.plugin_log_capital(votes, m[:, None], ALPHA) >= limit, axis=1)
+        return np.any(plugin_log_capital(votes, m[:, None], ALPHA) >= limit, axis=1)
 
     assert np.all(ever(bound))
     assert not np.any(ever(bound + 2.0**-40))
@@ -219,7 +220,7 @@ def test_m_outside_zero_one_is_refused(m: float) -> None:
     with pytest.raises(ValueError, match="m must"):
         betting.mixture_log_capital(3, 5, m)
     with pytest.raises(ValueError, match="m must"):
-        betting.plugin_log_capital(np.ones(5), m, ALPHA)
+        plugin_log_capital(np.ones(5), m, ALPHA)
 
 
 @pytest.mark.parametrize(
