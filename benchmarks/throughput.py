@@ -3,13 +3,14 @@
 (a) the loop of the original randomized-smoothing code: fp32, batch 400, ``torch.no_grad``,
     ``randn_like`` noise, arg-max and count;
 (b) this project's pipeline (``LocalWorker.count_chunk``): seeded float32 noise, BatchNorm folded,
-    channels_last, bf16 autocast where the hardware has it, ``inference_mode``.
+    channels_last, bf16 autocast where the hardware has it, ``inference_mode``;
+(c) with ``--compile``: (b) under ``torch.compile`` (``DSMOOTH_COMPILE``), and its compile time.
 Both run in the same process on the same weights (random: speed does not depend on them).
 Also: FLOPs per sample against the measured matmul peak, ``POST /v1/certify`` against the bare
 pipeline at n = 10,000, and 8 concurrent certifications against one.
 
     .venv/bin/python -m benchmarks.throughput            # CPU
-    .venv/bin/python -m benchmarks.throughput --device cuda
+    .venv/bin/python -m benchmarks.throughput --device cuda --compile
 """
 
 from __future__ import annotations
@@ -100,6 +101,26 @@ def pipeline(worker: LocalWorker, image: torch.Tensor, n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
+def compiled_throughput(
+    denoiser: LoadedModel,
+    classifier: LoadedModel,
+    image: torch.Tensor,
+    n: int,
+    args: argparse.Namespace,
+) -> dict[str, float]:
+    """The pipeline under ``torch.compile``: the first chunk's time (compilation) and samples/s."""
+    worker = LocalWorker(
+        denoiser, classifier, args.device, args.batch, precision=args.precision, compile=True
+    )
+    start = time.perf_counter()
+    pipeline(worker, image, min(n, 1000))
+    compile_s = time.perf_counter() - start
+    return {
+        "compiled_samples_per_s": round(pipeline(worker, image, n), 1),
+        "compile_s": round(compile_s, 1),
+    }
+
+
 def flops_per_sample(model: nn.Module, size: int) -> float:
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
@@ -188,7 +209,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     rows = []
     header = (
         f"{'pair':<26}{'GFLOP/sample':>13}{'reference/s':>13}{'ours/s':>10}{'ratio':>8}"
-        f"{'% of peak':>11}  precision"
+        f"{'% of peak':>11}{'compiled/s':>12}{'compile s':>11}  precision"
     )
     print(header)
     for name, denoiser, classifier, size in pairs(args.include_224):
@@ -202,18 +223,22 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         )
         pipeline(worker, image, min(n, 1000))  # warm-up
         ours = pipeline(worker, image, n)
-        peak = peaks[worker.precision]
+        peak = peaks[worker.compute_dtype]
         row = {
             "pair": name, "size": size, "n": n, "gflop_per_sample": round(flops / 1e9, 3),
             "reference_samples_per_s": round(reference, 1), "samples_per_s": round(ours, 1),
             "ratio": round(ours / reference, 2), "precision": worker.precision,
             "achieved_gflops": round(ours * flops / 1e9, 1),
             "percent_of_peak": round(100 * ours * flops / peak, 1),
+            "compiled_samples_per_s": None, "compile_s": None,
         }  # fmt: skip
+        if args.compile:
+            row.update(compiled_throughput(denoiser, classifier, image, n, args))
         rows.append(row)
         print(
             f"{name:<26}{row['gflop_per_sample']:>13}{row['reference_samples_per_s']:>13}"
-            f"{row['samples_per_s']:>10}{row['ratio']:>8}{row['percent_of_peak']:>11}  "
+            f"{row['samples_per_s']:>10}{row['ratio']:>8}{row['percent_of_peak']:>11}"
+            f"{row['compiled_samples_per_s'] or '-':>12}{row['compile_s'] or '-':>11}  "
             f"{row['precision']}"
         )
     gateway = asyncio.run(gateway_overhead(args.n_gateway)) if args.gateway else None
@@ -250,6 +275,7 @@ if __name__ == "__main__":
     parser.add_argument("--n-224", type=int, default=200, help="samples per 224x224 measurement")
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--include-224", action="store_true", help="also DnCNN + ResNet-50 at 224")
+    parser.add_argument("--compile", action="store_true", help="also measure torch.compile")
     parser.add_argument("--no-gateway", dest="gateway", action="store_false")
     parser.add_argument("--n-gateway", type=int, default=10_000)
     parser.add_argument("--out", type=Path, default=Path("build/benchmarks/throughput.json"))

@@ -37,10 +37,11 @@ cifar_mse_from() {  # cifar_mse_from SIGMA EPOCHS: fine-tune the sigma-0.25 U-Ne
     --data "$CIFAR_TRAIN" --validation "$LOSSLESS" --val-classifier "$RESNET56" --epochs "$2"
 }
 
-photo_mse() {  # photo_mse SIGMA: random 64x64 crops of the ImageNet training photos
-  step "unet-imagenet-s$1-mse" "$DSMOOTH" train-denoiser --arch unet --sigma "$1" --objective mse \
-    --photos "$PHOTOS/train" --validation "$PHOTOS/images" --crop 64 --steps-per-epoch 250 \
-    --batch-size 64 --epochs 8
+photo_mse() {  # photo_mse SIGMA EPOCHS [--init ...]: random 64x64 crops of the ImageNet training photos
+  local sigma=$1 epochs=$2; shift 2
+  step "unet-imagenet-s$sigma-mse" "$DSMOOTH" train-denoiser --arch unet --sigma "$sigma" \
+    --objective mse --photos "$PHOTOS/train" --validation "$PHOTOS/images" --crop 64 \
+    --steps-per-epoch 250 --batch-size 64 --epochs "$epochs" "$@"
 }
 
 stab_whitebox() {  # stab_whitebox SIGMA: Stab fine-tuning through the ResNet-56 target itself
@@ -63,7 +64,7 @@ stab_blackbox() {  # stab_blackbox SIGMA: through surrogates, never the ResNet-5
 step $OWN "$DSMOOTH" train-classifier --data "$CIFAR_TRAIN" --validation "$LOSSLESS" \
   --depth 20 --epochs 30
 cifar_mse unet 0.25 15
-photo_mse 0.25
+photo_mse 0.25 8
 cifar_mse_from 0.12 1
 stab_whitebox 0.25
 cifar_mse_from 0.5 1
@@ -71,7 +72,8 @@ stab_blackbox 0.25
 step dncnn-cifar10-s0.25-mse "$DSMOOTH" train-denoiser --arch dncnn --sigma 0.25 --objective mse \
   --data "$CIFAR_TRAIN" --validation "$LOSSLESS" --val-classifier "$RESNET56" --epochs 1 \
   --steps-per-epoch 400
-photo_mse 0.12
+# sigma 0.12 starts from the sigma-0.25 photo U-Net: a lower noise level is an easier task.
+photo_mse 0.12 2 --init "$OUT/unet-imagenet-s0.25-mse.safetensors" --lr 5e-4
 for sigma in 0.12 0.5; do stab_whitebox $sigma; stab_blackbox $sigma; done
 cifar_mse dncnn 0.12 1
 cifar_mse dncnn 0.5 1

@@ -190,6 +190,7 @@ class Catalog:
                 batch_size=self.settings.batch_size,
                 executor=self._executor,
                 precision=self.settings.precision,
+                compile=self.settings.compile,
             )
             self._workers[pair] = worker
         return worker
@@ -204,6 +205,7 @@ class Catalog:
                 batch_size=self.settings.batch_size,
                 executor=self._executor,
                 precision=self.settings.precision,
+                compile=self.settings.compile,
             )
             self._denoising[denoiser] = worker
         return worker

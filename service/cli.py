@@ -120,6 +120,7 @@ def _certifier(
         device=device or settings.device,
         batch_size=batch_size or settings.batch_size,
         precision=settings.precision,
+        compile=settings.compile,
     )
     return Certifier(worker, settings.secret_bytes)
 

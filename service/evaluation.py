@@ -139,7 +139,7 @@ def run_certified_accuracy(
             worker = LocalWorker(
                 denoiser, classifier, settings.device, settings.batch_size, precision=precision
             )
-            precision = worker.precision  # type: ignore[assignment]
+            precision = worker.compute_dtype  # type: ignore[assignment]
             results = _certify_all(
                 Certifier(worker, settings.secret.encode()), data, sigma, row, classifier, settings
             )

@@ -210,3 +210,16 @@ def test_predict_is_wrong_at_most_alpha_of_the_time() -> None:
         for run in range(runs)
     )
     assert wrong / runs <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / runs)
+
+
+def test_a_compiled_worker_is_recorded_and_labels_as_the_eager_one(conv_classifier, image) -> None:
+    eager = LocalWorker(no_denoiser(), conv_classifier, device="cpu")
+    fast = LocalWorker(no_denoiser(), conv_classifier, device="cpu", batch_size=64, compile=True)
+    noisy = image + 0.5 * torch.randn(300, *image.shape, generator=torch.Generator().manual_seed(1))
+    # Batches of 64 and a last one of 44: one graph with a dynamic batch size serves both.
+    agreement = (fast.labels(noisy) == eager.labels(noisy)).float().mean().item()
+    assert agreement >= 0.99  # rounding may flip a near-tie, nothing more
+    certificate = asyncio.run(Certifier(fast, SECRET).certify(image, CertifyParams(sigma=0.5)))
+    assert certificate.precision == "fp32+compile"
+    # Another base classifier, so other noise seeds: nothing cached for the eager one is reused.
+    assert fast.stream_params != eager.stream_params
