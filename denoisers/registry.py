@@ -192,9 +192,16 @@ for _depth in (18, 34, 50):
 
 
 def _family(metadata: Mapping[str, Any]) -> tuple[Any, ...]:
-    """What makes denoisers siblings: the same architecture, objective and training data."""
+    """What makes denoisers siblings: the same architecture, objective, training data and
+    classifiers (Stab through the target is not Stab through surrogates)."""
     training = metadata.get("training") or {}
-    return metadata.get("architecture"), metadata.get("objective"), training.get("data")
+    classifiers = tuple(sorted((c["role"], c["name"]) for c in metadata.get("classifiers", [])))
+    return (
+        metadata.get("architecture"),
+        metadata.get("objective"),
+        training.get("data"),
+        classifiers,
+    )
 
 
 def shipped_denoiser_for(sigma: float, like: str) -> str | None:

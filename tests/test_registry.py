@@ -9,6 +9,7 @@ from denoisers.dncnn import DnCNN
 from denoisers.registry import (
     ModelLoadError,
     UnknownModelError,
+    _family,
     architectures,
     load_classifier,
     load_denoiser,
@@ -102,3 +103,11 @@ def test_the_shipped_sibling_for_a_sigma_shares_architecture_objective_and_data(
     assert shipped_denoiser_for(0.25, "unet-cifar10-s0.12-mse") == like
     assert shipped_denoiser_for(0.3, like) is None
     assert shipped_denoiser_for(0.12, "dncnn:somewhere.safetensors") is None
+
+
+def test_stab_through_the_target_and_through_surrogates_are_not_siblings() -> None:
+    stab = {"architecture": "unet", "objective": "mse+stab", "training": {"data": "cifar10"}}
+    whitebox = {**stab, "classifiers": [{"name": "cifar-resnet56", "role": "target"}]}
+    blackbox = {**stab, "classifiers": [{"name": "cifar-resnet20", "role": "surrogate"}]}
+    assert _family(whitebox) != _family(blackbox)
+    assert _family(whitebox) == _family({**whitebox, "sigma": 0.5})
