@@ -14,6 +14,7 @@ from denoisers.registry import (
     load_classifier,
     load_denoiser,
     register_architecture,
+    shipped_checkpoints,
     shipped_denoiser_for,
 )
 
@@ -111,3 +112,16 @@ def test_stab_through_the_target_and_through_surrogates_are_not_siblings() -> No
     blackbox = {**stab, "classifiers": [{"name": "cifar-resnet20", "role": "surrogate"}]}
     assert _family(whitebox) != _family(blackbox)
     assert _family(whitebox) == _family({**whitebox, "sigma": 0.5})
+
+
+def test_shipped_black_box_denoisers_never_saw_the_benchmark_target() -> None:
+    blackbox = {
+        name: read_metadata(path)
+        for name, path in shipped_checkpoints().items()
+        if "stab-blackbox" in name
+    }
+    assert blackbox, "no black-box Stab checkpoint is shipped"
+    for name, metadata in blackbox.items():
+        classifiers = metadata["classifiers"]
+        assert classifiers and {c["role"] for c in classifiers} == {"surrogate"}, name
+        assert "cifar-resnet56" not in {c["name"] for c in classifiers}, name
