@@ -72,10 +72,10 @@ stab_blackbox 0.25
 # DnCNN, and the U-Net on the same schedule from scratch for the README's architecture comparison
 # (that U-Net stays in runs/compare: the shipped one trained 15 epochs).
 dncnn_schedule=(--sigma 0.25 --objective mse --data "$CIFAR_TRAIN" --validation "$LOSSLESS"
-  --val-classifier "$RESNET56" --epochs 1 --steps-per-epoch 400)
+  --val-classifier "$RESNET56" --epochs 1 --steps-per-epoch 200)
 step dncnn-cifar10-s0.25-mse "$DSMOOTH" train-denoiser --arch dncnn "${dncnn_schedule[@]}"
 mkdir -p runs/compare
-OUT=runs/compare step unet-cifar10-s0.25-mse-400steps "$DSMOOTH" train-denoiser --arch unet \
+OUT=runs/compare step unet-cifar10-s0.25-mse-200steps "$DSMOOTH" train-denoiser --arch unet \
   "${dncnn_schedule[@]}"
 # sigma 0.12 starts from the sigma-0.25 photo U-Net: a lower noise level is an easier task.
 photo_mse 0.12 2 --init "$OUT/unet-imagenet-s0.25-mse.safetensors" --lr 5e-4
