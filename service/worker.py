@@ -87,7 +87,7 @@ def for_inference(module: nn.Module, device: torch.device) -> nn.Module:
 def compiled(module: nn.Module, enabled: bool) -> Callable[[torch.Tensor], torch.Tensor]:
     """``torch.compile`` of ``module`` when ``enabled``, with a dynamic batch dimension: chunks
     and the last batch of a chunk vary in size, and a static graph would recompile for each
-    (~18 s per size on a 2-core CPU). The first call pays the compilation (~30 s there)."""
+    (~18 s per size on a 2-core CPU). The first call pays the compilation (10-25 s there)."""
     if not enabled:
         return module
     return torch.compile(module, dynamic=True)
@@ -195,7 +195,6 @@ class DenoisingWorker:
         self._batch_sizes: dict[tuple[int, ...], int] = {}
         self._executor = executor or ThreadPoolExecutor(1, thread_name_prefix="dsmooth-model")
         self.compute_dtype = resolve_precision(precision, self.device)
-        self.compile = compile
         # What the certificate records: a compiled model rounds differently, so it is part of
         # the base classifier (and of every noise seed through ``stream_params``).
         self.precision = self.compute_dtype + ("+compile" if compile else "")
