@@ -69,16 +69,15 @@ cifar_mse_from 0.12 1
 stab_whitebox 0.25
 cifar_mse_from 0.5 1
 stab_blackbox 0.25
-# DnCNN, and the U-Net on the same schedule from scratch for the README's architecture comparison
-# (that U-Net stays in runs/compare: the shipped one trained 15 epochs).
-dncnn_schedule=(--sigma 0.25 --objective mse --data "$CIFAR_TRAIN" --validation "$LOSSLESS"
-  --val-classifier "$RESNET56" --epochs 1 --steps-per-epoch 200)
-step dncnn-cifar10-s0.25-mse "$DSMOOTH" train-denoiser --arch dncnn "${dncnn_schedule[@]}"
+# The architecture comparison of the README: DnCNN-17 and the U-Net on one 200-step schedule from
+# scratch. The U-Net reached 21.6 dB against DnCNN's 19.6 at a fifth of the FLOPs, so the U-Net is
+# what ships for every sigma; these two stay in runs/compare.
 mkdir -p runs/compare
-OUT=runs/compare step unet-cifar10-s0.25-mse-200steps "$DSMOOTH" train-denoiser --arch unet \
-  "${dncnn_schedule[@]}"
+for arch in dncnn unet; do
+  OUT=runs/compare step "$arch-cifar10-s0.25-mse-200steps" "$DSMOOTH" train-denoiser \
+    --arch "$arch" --sigma 0.25 --objective mse --data "$CIFAR_TRAIN" --validation "$LOSSLESS" \
+    --val-classifier "$RESNET56" --epochs 1 --steps-per-epoch 200
+done
 # sigma 0.12 starts from the sigma-0.25 photo U-Net: a lower noise level is an easier task.
 photo_mse 0.12 2 --init "$OUT/unet-imagenet-s0.25-mse.safetensors" --lr 5e-4
 for sigma in 0.12 0.5; do stab_whitebox $sigma; stab_blackbox $sigma; done
-cifar_mse dncnn 0.12 1
-cifar_mse dncnn 0.5 1
