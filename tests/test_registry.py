@@ -103,6 +103,7 @@ def test_the_shipped_sibling_for_a_sigma_shares_architecture_objective_and_data(
     # The photo U-Net is also trained for 0.25, but on other data: not a sibling.
     assert shipped_denoiser_for(0.25, "unet-cifar10-s0.12-mse") == like
     assert shipped_denoiser_for(0.3, like) is None
+    assert shipped_denoiser_for(0.12, "unet-imagenet-s0.25-mse") == "unet-imagenet-s0.12-mse"
     assert shipped_denoiser_for(0.12, "dncnn:somewhere.safetensors") is None
 
 
