@@ -4,7 +4,8 @@
     ``randn_like`` noise, arg-max and count;
 (b) this project's pipeline (``LocalWorker.count_chunk``): seeded float32 noise, BatchNorm folded,
     channels_last, bf16 autocast where the hardware has it, ``inference_mode``;
-(c) with ``--compile``: (b) under ``torch.compile`` (``DSMOOTH_COMPILE``), and its compile time.
+(c) with ``--compile``: (b) under ``torch.compile`` (``DSMOOTH_COMPILE``; on CUDA with CUDA graphs),
+    and its compile time.
 Both run in the same process on the same weights (random: speed does not depend on them).
 Also: FLOPs per sample against the measured matmul peak, ``POST /v1/certify`` against the bare
 pipeline at n = 10,000, and 8 concurrent certifications against one.

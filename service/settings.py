@@ -33,7 +33,8 @@ class Settings(BaseSettings):
     )
     compile: bool = Field(
         False,
-        description="torch.compile the models (dynamic batch size): 1.03-1.12x samples/s measured "
+        description="torch.compile the models (dynamic batch size; on CUDA also CUDA graphs, "
+        "batches padded to powers of two): 1.03-1.12x samples/s measured "
         "on a 2-core AVX2 CPU, after 10-25 s of compilation at the first request of each model "
         "pair; the certificate's precision then ends in '+compile'",
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import os
 from collections.abc import Callable
@@ -38,11 +39,13 @@ __all__ = [
     "bytes_per_sample",
     "compiled",
     "configure_cpu_threads",
+    "fixed_size",
     "for_inference",
     "memory_budget",
     "resize_to",
     "resolve_device",
     "resolve_precision",
+    "run_fixed_size",
 ]
 
 DEFAULT_BATCH_SIZE = 500
@@ -84,13 +87,46 @@ def for_inference(module: nn.Module, device: torch.device) -> nn.Module:
     return module.to(device).to(memory_format=torch.channels_last)
 
 
-def compiled(module: nn.Module, enabled: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
+
+def compiled(module: nn.Module, enabled: bool, device: torch.device) -> Forward:
     """``torch.compile`` of ``module`` when ``enabled``, with a dynamic batch dimension: chunks
     and the last batch of a chunk vary in size, and a static graph would recompile for each
-    (~18 s per size on a 2-core CPU). The first call pays the compilation (10-25 s there)."""
+    (~18 s per size on a 2-core CPU). The first call pays the compilation (10-25 s there).
+
+    On CUDA also CUDA graphs (``mode="reduce-overhead"``), which remove the kernel-launch overhead
+    that dominates 32x32 models: a graph replays one shape and is recorded at the first batch of
+    each size, so the worker pads batches to a few fixed sizes (:func:`fixed_size`)."""
     if not enabled:
         return module
-    return torch.compile(module, dynamic=True)
+    return torch.compile(
+        module, dynamic=True, mode="reduce-overhead" if device.type == "cuda" else None
+    )
+
+
+def fixed_size(size: int, largest: int) -> int:
+    """The batch size a batch of ``size`` runs at under fixed shapes: the next power of two, at
+    most ``largest`` — log2(largest) + 1 shapes in all, at most twice the work on a short batch."""
+    return min(largest, 1 << (size - 1).bit_length())
+
+
+def run_fixed_size(forward: Forward, batch: torch.Tensor, largest: int) -> torch.Tensor:
+    """``forward(batch)`` run at :func:`fixed_size`: padded with zero images, whose outputs are
+    dropped (every model here is per-sample at inference, so padding changes no real output)."""
+    size = batch.shape[0]
+    padded = torch.empty(
+        (fixed_size(size, largest), *batch.shape[1:]),
+        dtype=batch.dtype,
+        device=batch.device,
+        memory_format=torch.channels_last,
+    )
+    padded[:size] = batch
+    padded[size:] = 0
+    # A new step for CUDA graph trees: the previous call's outputs were consumed, so the graph
+    # may overwrite them instead of copying (a no-op without CUDA graphs).
+    torch.compiler.cudagraph_mark_step_begin()
+    return forward(padded)[:size]
 
 
 def available_cpus() -> int:
@@ -185,6 +221,7 @@ class DenoisingWorker:
         rng_device: str | None = None,
         precision: Precision = "fp32",
         compile: bool = False,
+        fixed_shapes: bool | None = None,
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive (got {batch_size})")
@@ -198,7 +235,11 @@ class DenoisingWorker:
         # What the certificate records: a compiled model rounds differently, so it is part of
         # the base classifier (and of every noise seed through ``stream_params``).
         self.precision = self.compute_dtype + ("+compile" if compile else "")
-        self._denoise = compiled(self.denoiser_module, compile)
+        self._denoise = compiled(self.denoiser_module, compile, self.device)
+        # Batches padded to a few fixed sizes: what CUDA graphs need (default: where they run).
+        self.fixed_shapes = (
+            compile and self.device.type == "cuda" if fixed_shapes is None else fixed_shapes
+        )
         self.device_name = str(self.device)
         self.denoiser_ref = ModelRef(name=denoiser.name, version=denoiser.version)
         # Where the noise generator runs: the compute device unless told otherwise. CPU and CUDA
@@ -217,6 +258,17 @@ class DenoisingWorker:
     def _batch_model(self) -> nn.Module:
         """What one forward pass runs: the denoiser here, denoiser + classifier locally."""
         return self.denoiser_module
+
+    def _batches(self, forward: Forward, stack: torch.Tensor, keep: Forward) -> list[torch.Tensor]:
+        """``keep(forward(batch))`` over ``stack`` [B, C, H, W] a batch at a time, at fixed sizes
+        when set. ``keep`` runs before the next batch: a CUDA graph overwrites its outputs."""
+        largest = self.batch_for(tuple(stack.shape[1:]))
+        run = (
+            functools.partial(run_fixed_size, forward, largest=largest)
+            if self.fixed_shapes
+            else forward
+        )
+        return [keep(run(batch.to(self.device))) for batch in stack.split(largest)]
 
     @property
     def rng(self) -> str:
@@ -246,11 +298,7 @@ class DenoisingWorker:
         """The chunk's denoised copies, on the CPU: [size, C, H, W]."""
         noisy = self.noisy(image, chunk, sigma, rng)
         with self.autocast():
-            batches = [
-                self._denoise(b).float().cpu()
-                for b in noisy.split(self.batch_for(tuple(noisy.shape[1:])))
-            ]
-        return torch.cat(batches)
+            return torch.cat(self._batches(self._denoise, noisy, lambda out: out.float().cpu()))
 
     def autocast(self) -> torch.autocast:
         """bf16 autocast when that is the precision (the noise itself stays float32)."""
@@ -282,15 +330,18 @@ class LocalWorker(DenoisingWorker):
         rng_device: str | None = None,
         precision: Precision = "fp32",
         compile: bool = False,
+        fixed_shapes: bool | None = None,
     ) -> None:
-        super().__init__(denoiser, device, batch_size, executor, rng_device, precision, compile)
+        super().__init__(
+            denoiser, device, batch_size, executor, rng_device, precision, compile, fixed_shapes
+        )
         self.classifier = classifier
         self.num_classes = len(classifier.classes)
         self.classifier_module = for_inference(classifier.module, self.device)
         self.model = BaseClassifier(
             self.denoiser_module, self.classifier_module, classifier.input_size
         )
-        self._classify = compiled(self.model, compile)
+        self._classify = compiled(self.model, compile, self.device)
         self.classifier_ref = ModelRef(name=classifier.name, version=classifier.version)
         # Chunks of concurrent certifications (same image size) share forward passes.
         self._batcher: Batcher[tuple[torch.Tensor, Chunk, float], np.ndarray] = Batcher(
@@ -331,11 +382,7 @@ class LocalWorker(DenoisingWorker):
     def labels(self, images: torch.Tensor) -> torch.Tensor:
         """Arg-max labels of f on a stack of images [B, C, H, W] (already noisy), in batches."""
         with self.autocast():
-            out = [
-                self._classify(batch.to(self.device)).argmax(dim=1)
-                for batch in images.split(self.batch_for(tuple(images.shape[1:])))
-            ]
-        return torch.cat(out)
+            return torch.cat(self._batches(self._classify, images, lambda out: out.argmax(dim=1)))
 
     @torch.inference_mode()
     def count_chunk(self, image: torch.Tensor, chunk: Chunk, sigma: float) -> np.ndarray:

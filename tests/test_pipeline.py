@@ -10,10 +10,10 @@ from scipy.stats import norm
 from denoisers.classifiers import cifar_resnet
 from denoisers.registry import LoadedModel, load_denoiser
 from service.pipeline import Certifier, chunk_size_for
-from service.sampling import Phase, image_digest, plan_phase
+from service.sampling import Chunk, Phase, image_digest, plan_phase
 from service.schemas import Certificate, CertifyParams, PredictParams
 from service.votes import InMemoryVoteStore
-from service.worker import LocalWorker
+from service.worker import LocalWorker, fixed_size, run_fixed_size
 from tests.models import no_denoiser, random_conv_classifier, threshold_classifier
 
 SECRET = b"pipeline-test-secret"
@@ -210,6 +210,52 @@ def test_predict_is_wrong_at_most_alpha_of_the_time() -> None:
         for run in range(runs)
     )
     assert wrong / runs <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / runs)
+
+
+def test_fixed_sizes_are_powers_of_two_up_to_the_largest_batch() -> None:
+    assert [fixed_size(s, 500) for s in (1, 2, 3, 100, 128, 129, 256, 257, 499, 500)] == [
+        1, 2, 4, 128, 128, 256, 256, 500, 500, 500,
+    ]  # fmt: skip
+    assert len({fixed_size(s, 500) for s in range(1, 501)}) == 10  # 9 powers of two + 500
+
+
+def test_padding_to_a_fixed_size_changes_no_output(conv_classifier) -> None:
+    model = conv_classifier.module.eval()
+    batch = torch.randn(37, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        padded = run_fixed_size(model, batch, largest=500)  # runs at 64
+        assert padded.shape == (37, 10)
+        torch.testing.assert_close(padded, model(batch), rtol=1e-4, atol=1e-5)
+
+
+def test_a_fixed_shape_worker_counts_as_the_plain_one(conv_classifier, image) -> None:
+    plain = LocalWorker(no_denoiser(), conv_classifier, device="cpu", batch_size=64)
+    fixed = LocalWorker(
+        no_denoiser(), conv_classifier, device="cpu", batch_size=64, fixed_shapes=True
+    )
+    noisy = image + 0.5 * torch.randn(300, *image.shape, generator=torch.Generator().manual_seed(3))
+    # Batches of 64 and a last one of 44, padded to 64.
+    agreement = (fixed.labels(noisy) == plain.labels(noisy)).float().mean().item()
+    assert agreement >= 0.99  # another batch size may round a near-tie differently
+    assert not LocalWorker(no_denoiser(), conv_classifier, device="cpu", compile=True).fixed_shapes
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+def test_cuda_graphs_label_as_the_eager_worker(conv_classifier, image) -> None:
+    eager = LocalWorker(no_denoiser(), conv_classifier, device="cuda", batch_size=64)
+    graphed = LocalWorker(
+        no_denoiser(), conv_classifier, device="cuda", batch_size=64, compile=True
+    )
+    assert graphed.fixed_shapes
+    noisy = image + 0.5 * torch.randn(300, *image.shape, generator=torch.Generator().manual_seed(4))
+    for _ in range(2):  # the second pass replays the graphs recorded by the first
+        agreement = (graphed.labels(noisy) == eager.labels(noisy)).float().mean().item()
+        assert agreement >= 0.99
+    denoised = graphed.denoised(image, Chunk(Phase.ESTIMATION, 0, 300, seed=5), 0.25)
+    assert denoised.shape == (300, *image.shape) and denoised.device.type == "cpu"
+    params = CertifyParams(sigma=0.5)
+    fast = asyncio.run(Certifier(graphed, SECRET).certify(image, params))
+    assert fast.label == asyncio.run(Certifier(eager, SECRET).certify(image, params)).label
 
 
 def test_a_compiled_worker_is_recorded_and_labels_as_the_eager_one(conv_classifier, image) -> None:
