@@ -24,6 +24,7 @@ __all__ = ["bench"]
 
 _DATA_HELP = "lossless test set (.npz); default: $DSMOOTH_SHARED_DIR/data/cifar10/... (../shared)"
 _TARGET_HELP = "classifier spec NAME[:WEIGHTS]; default: the third-party ResNet-56 in ../shared"
+_SIGMAS_HELP = f"repeatable; default {' '.join(f'{sigma:g}' for sigma in SIGMAS)}"
 
 
 def _write(report: dict[str, Any], out: Path) -> None:
@@ -55,9 +56,7 @@ def bench() -> None:
     help=f"repeatable: {', '.join(METHODS)} (the shipped U-Net of each sigma) or a denoiser spec; "
     "default: all four",
 )
-@click.option(
-    "--sigma", "sigmas", type=float, multiple=True, help="repeatable; default 0.12 0.25 0.5"
-)
+@click.option("--sigma", "sigmas", type=float, multiple=True, help=_SIGMAS_HELP)
 @click.option("--data", type=click.Path(dir_okay=False, path_type=Path), help=_DATA_HELP)
 @click.option(
     "--images",
@@ -125,9 +124,7 @@ def certify_command(
     multiple=True,
     help="repeatable denoiser spec; default: every shipped CIFAR-10 denoiser",
 )
-@click.option(
-    "--sigma", "sigmas", type=float, multiple=True, help="repeatable; default 0.12 0.25 0.5"
-)
+@click.option("--sigma", "sigmas", type=float, multiple=True, help=_SIGMAS_HELP)
 @click.option("--data", type=click.Path(dir_okay=False, path_type=Path), help=_DATA_HELP)
 @click.option("--images", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option(
