@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 RADII = (0.0, 0.25, 0.5, 0.75, 1.0)
-# The issue's grid plus 1.0, which the published rows' best-over-sigma includes.
+# The published grid: the papers' best-over-sigma rows include 1.0 for the larger radii.
 SIGMAS = (0.12, 0.25, 0.5, 1.0)
 # Benchmark rows -> the shipped checkpoint for a sigma (the paper's rows: no denoiser, MSE,
 # Stab fine-tuned through surrogates (black-box) or through the target itself (white-box)).
