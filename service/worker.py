@@ -114,15 +114,16 @@ def fixed_size(size: int, largest: int) -> int:
 def run_fixed_size(forward: Forward, batch: torch.Tensor, largest: int) -> torch.Tensor:
     """``forward(batch)`` run at :func:`fixed_size`: padded with zero images, whose outputs are
     dropped (every model here is per-sample at inference, so padding changes no real output)."""
-    size = batch.shape[0]
-    padded = torch.empty(
-        (fixed_size(size, largest), *batch.shape[1:]),
-        dtype=batch.dtype,
-        device=batch.device,
-        memory_format=torch.channels_last,
-    )
-    padded[:size] = batch
-    padded[size:] = 0
+    size, target = batch.shape[0], fixed_size(batch.shape[0], largest)
+    padded = batch
+    if target > size:  # full batches, the common case, run as they are: no copy
+        padded = torch.empty(
+            (target, *batch.shape[1:]),
+            dtype=batch.dtype,
+            device=batch.device,
+            memory_format=torch.channels_last,
+        ).zero_()
+        padded[:size] = batch
     # A new step for CUDA graph trees: the previous call's outputs were consumed, so the graph
     # may overwrite them instead of copying (a no-op without CUDA graphs).
     torch.compiler.cudagraph_mark_step_begin()
