@@ -53,6 +53,18 @@ class ImageSet:
     def head(self, count: int) -> ImageSet:
         return ImageSet(self.images[:count], self.labels[:count], self.classes)
 
+    def split(self, held_out: int, seed: int = 0) -> tuple[ImageSet, ImageSet]:
+        """(the rest, ``held_out`` images) under a seeded permutation: a validation split of
+        the training images that training never sees."""
+        if not 0 < held_out < len(self):
+            raise ValueError(f"cannot hold out {held_out} of {len(self)} images")
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+        rest, kept = order[:-held_out], order[-held_out:]
+        return (
+            ImageSet(self.images[rest], self.labels[rest], self.classes),
+            ImageSet(self.images[kept], self.labels[kept], self.classes),
+        )
+
 
 def load_lossless_npz(path: Path) -> ImageSet:
     """The ``test-lossless-1000.npz`` format: ``x`` uint8 [N, H, W, 3], ``y`` [N], ``classes``."""

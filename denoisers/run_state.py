@@ -20,7 +20,10 @@ def save_run_state(
     schedule: torch.optim.lr_scheduler.LRScheduler,
     epoch: int,
     history: list[dict[str, float]],
+    extra: dict[str, Any] | None = None,
 ) -> None:
+    """``extra``: whatever else the trainer must carry across a restart (EMA weights, the best
+    epoch so far, cumulative wall time)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     state = {
         "model": model.state_dict(),
@@ -29,6 +32,7 @@ def save_run_state(
         "epoch": epoch,
         "history": history,
         "rng": torch.get_rng_state(),
+        "extra": extra or {},
     }
     tmp = run_dir / (_FILE + ".tmp")
     torch.save(state, tmp)
@@ -40,14 +44,14 @@ def load_run_state(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     schedule: torch.optim.lr_scheduler.LRScheduler,
-) -> tuple[int, list[dict[str, Any]]]:
-    """Restore a run saved in ``run_dir``; returns (epochs done, history), (0, []) if none."""
+) -> tuple[int, list[dict[str, Any]], dict[str, Any]]:
+    """Restore a run saved in ``run_dir``: (epochs done, history, extra); (0, [], {}) if none."""
     path = run_dir / _FILE
     if not path.exists():
-        return 0, []
+        return 0, [], {}
     state = torch.load(path, map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
     torch.set_rng_state(state["rng"])
-    return int(state["epoch"]), list(state["history"])
+    return int(state["epoch"]), list(state["history"]), dict(state.get("extra", {}))

@@ -78,7 +78,7 @@ def train_classifier(
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, config.max_lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.25
     )
-    start_epoch, history = load_run_state(run_dir, model, optimizer, schedule)
+    start_epoch, history, _ = load_run_state(run_dir, model, optimizer, schedule)
     began = time.time()
     for epoch in range(start_epoch, config.epochs):
         model.train()

@@ -4,11 +4,17 @@ Data is either an in-memory image set (CIFAR-10, augmented with crops and flips)
 of natural photos. Validation after every epoch on a fixed, seeded noise draw: PSNR of the noisy
 and denoised copies, and — when a validation classifier is given — its accuracy on the denoised
 copies and its agreement with its own clean-image answer. Resumable from ``<run_dir>/last.pt``.
+
+Long runs: ``patience`` stops on a plateau of the monitored figure (accuracy where labels and a
+classifier exist, else denoised PSNR) and exports the best epoch, not the last; ``ema`` evaluates
+and exports an exponential moving average of the weights. ``<run_dir>/curve.json`` and
+``curve.png`` are rewritten after every epoch.
 """
 
 from __future__ import annotations
 
 import json
+import platform
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -20,6 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from denoisers.checkpoints import read_state, save_checkpoint
+from denoisers.curves import write_curve
 from denoisers.data import ImageSet, PhotoCrops, augment_cifar
 from denoisers.objectives import OBJECTIVES, mse_loss, psnr, stab_loss
 from denoisers.registry import LoadedModel, architectures
@@ -42,6 +49,11 @@ class DenoiserTrainingConfig:
     bf16: bool = True
     seed: int = 0
     data: str = ""
+    holdout: int = 0  # training images held out for validation (0: a separate validation set)
+    patience: int | None = None  # epochs without improvement before stopping; None: run all
+    min_delta: float = 0.0  # smallest change of the monitored figure that counts as improvement
+    ema: float | None = None  # EMA decay of the weights that are evaluated and exported
+    command: str = ""  # the command line that resumes this run (recorded on the card)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -51,6 +63,8 @@ class DenoiserTrainingConfig:
             raise ValueError("mse+stab fine-tunes an MSE checkpoint: give --init")
         if self.classifier_role not in ("surrogate", "target"):
             raise ValueError("classifier_role must be 'surrogate' or 'target'")
+        if self.ema is not None and not 0 < self.ema < 1:
+            raise ValueError("ema must be a decay in (0, 1)")
         arch = architectures().get(self.architecture)
         if arch is None or arch.kind != "denoiser" or not arch.needs_weights:
             raise ValueError(f"{self.architecture!r} is not a trainable denoiser architecture")
@@ -136,9 +150,24 @@ def train_denoiser(
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=config.epochs * data.steps
     )
-    start_epoch, history = load_run_state(run_dir, denoiser, optimizer, schedule)
+    averaged = (
+        torch.optim.swa_utils.AveragedModel(
+            denoiser, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema)
+        )
+        if config.ema is not None
+        else None
+    )
+    start_epoch, history, extra = load_run_state(run_dir, denoiser, optimizer, schedule)
+    if averaged is not None and "ema" in extra:
+        averaged.load_state_dict(extra["ema"])
+    evaluated = averaged.module if averaged is not None else denoiser
+    best: dict[str, Any] = extra.get("best", {})
+    seconds = float(extra.get("seconds", 0.0))
     began = time.time()
     for epoch in range(start_epoch, config.epochs):
+        if _plateaued(history, best, config.patience):
+            break
+        started = time.time()
         bar = tqdm(data.epoch(), desc=f"epoch {epoch + 1}/{config.epochs}", total=data.steps)
         total = 0.0
         for clean in bar:
@@ -154,14 +183,38 @@ def train_denoiser(
             loss.backward()
             optimizer.step()
             schedule.step()
+            if averaged is not None:
+                averaged.update_parameters(denoiser)
             total += loss.item()
             bar.set_postfix(loss=f"{loss.item():.4f}")
         metrics = evaluate_denoiser(
-            denoiser, val_images, config.sigma, check.module if check else None, val_labels
+            evaluated, val_images, config.sigma, check.module if check else None, val_labels
         )
-        history.append({"epoch": epoch + 1, "loss": total / data.steps, **metrics})
+        seconds += time.time() - started
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "images_seen": (epoch + 1) * data.steps * config.batch_size,
+                "seconds": round(seconds, 1),
+                "loss": total / data.steps,
+                **metrics,
+            }
+        )
         tqdm.write(", ".join(f"{k} {v:.4f}" for k, v in history[-1].items()))
-        save_run_state(run_dir, denoiser, optimizer, schedule, epoch + 1, history)
+        monitored = _monitored(history[-1])
+        if not best or monitored > best["value"] + config.min_delta:
+            best = {"epoch": epoch + 1, "value": monitored}
+            save_checkpoint(run_dir / "best.safetensors", evaluated.state_dict(), {})
+        save_run_state(
+            run_dir, denoiser, optimizer, schedule, epoch + 1, history,
+            {"ema": averaged.state_dict() if averaged else None, "best": best, "seconds": seconds},
+        )  # fmt: skip
+        write_curve(run_dir, history, title=f"{config.architecture} {config.objective} "
+                    f"sigma {config.sigma}")  # fmt: skip
+    final = evaluated.state_dict()
+    if best and (run_dir / "best.safetensors").exists():
+        final = read_state(run_dir / "best.safetensors")
+    best_row = next((h for h in history if h["epoch"] == best.get("epoch")), None)
     metadata = {
         "kind": "denoiser",
         "architecture": config.architecture,
@@ -176,10 +229,42 @@ def train_denoiser(
         ),
         "version": f"{out.stem}-{time.strftime('%Y%m%d')}",
         "training": asdict(config),
-        "validation": history[-1] if history else {},
+        "validation": best_row or (history[-1] if history else {}),
         "history": history,
-        "train_seconds_this_run": round(time.time() - began, 1),
+        "card": {
+            "epochs": len(history),
+            "exported_epoch": best.get("epoch"),
+            "images_seen": history[-1]["images_seen"] if history else 0,
+            "wall_seconds": round(seconds, 1),
+            "train_seconds_this_run": round(time.time() - began, 1),
+            "machine": _machine(),
+            "precision": "bf16" if config.bf16 else "fp32",
+            "stopped": "plateau" if _plateaued(history, best, config.patience) else "schedule",
+            "resume": config.command,
+        },
     }
-    save_checkpoint(out, denoiser.state_dict(), metadata)
+    save_checkpoint(out, final, metadata)
     (run_dir / "metadata.json").write_text(json.dumps(metadata, indent=2))
     return metadata
+
+
+def _monitored(row: dict[str, Any]) -> float:
+    """What a plateau is judged on: accuracy where it is measured, else denoised PSNR."""
+    return float(row.get("accuracy", row["psnr_denoised"]))
+
+
+def _plateaued(history: list[dict[str, Any]], best: dict[str, Any], patience: int | None) -> bool:
+    return bool(patience is not None and best and history[-1]["epoch"] - best["epoch"] >= patience)
+
+
+def _machine() -> str:
+    """The CPU (or GPU) a run trained on, for the checkpoint card."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if "model name" in ln), "")
+    isa = "AMX" if "amx_bf16" in info else "AVX512-BF16" if "avx512_bf16" in info else "AVX2"
+    return f"{name or platform.machine()} ({isa}, {torch.get_num_threads()} threads)"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 
 import click
@@ -103,10 +105,20 @@ def train_classifier_command(
 @click.option(
     "--validation",
     type=click.Path(exists=True, path_type=Path),
-    required=True,
     help="lossless test set (.npz) or, with --photos, a folder of validation photos",
 )
 @click.option("--val-count", type=click.IntRange(min=1), default=500, show_default=True)
+@click.option(
+    "--holdout",
+    type=click.IntRange(min=0),
+    default=0,
+    help="validate on this many training images held out of training (instead of --validation)",
+)
+@click.option("--patience", type=click.IntRange(min=1), help="stop after this many epochs "
+              "without improvement and export the best epoch")  # fmt: skip
+@click.option("--min-delta", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option("--ema", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="evaluate and export an EMA of the weights with this decay")  # fmt: skip
 @click.option("--surrogate", "surrogates", multiple=True, help="classifier spec (black-box Stab)")
 @click.option("--target", help="classifier spec of the target (white-box Stab)")
 @click.option("--val-classifier", help="classifier spec for validation accuracy")
@@ -127,8 +139,12 @@ def train_denoiser_command(
     download: bool,
     photos: Path | None,
     crop: int,
-    validation: Path,
+    validation: Path | None,
     val_count: int,
+    holdout: int,
+    patience: int | None,
+    min_delta: float,
+    ema: float | None,
     surrogates: tuple[str, ...],
     target: str | None,
     val_classifier: str | None,
@@ -144,6 +160,10 @@ def train_denoiser_command(
     """Train a denoiser for one sigma (MSE, Stab, or Stab fine-tuning of an MSE checkpoint)."""
     if surrogates and target:
         raise click.UsageError("give --surrogate (black-box) or --target (white-box), not both")
+    if (validation is None) == (holdout == 0):
+        raise click.UsageError("give --validation or --holdout (one of them)")
+    if holdout and photos is not None:
+        raise click.UsageError("--holdout splits an image set (--data): give --validation photos")
     config = DenoiserTrainingConfig(
         architecture=arch,
         sigma=sigma,
@@ -156,17 +176,26 @@ def train_denoiser_command(
         classifier_role="target" if target else "surrogate",
         bf16=_bf16(bf16),
         data=str(photos or data or cifar10_root),
+        holdout=holdout,
+        patience=patience,
+        min_delta=min_delta,
+        ema=ema,
+        command=shlex.join(["dsmooth", *sys.argv[1:]]),
     )
     classifiers = [load_classifier(spec) for spec in (surrogates or ((target,) if target else ()))]
     checker = load_classifier(val_classifier) if val_classifier else None
     source: ImageSet | PhotoCrops
     held_out: ImageSet | torch.Tensor
     if photos is not None:
+        assert validation is not None
         source = PhotoCrops(photos, size=crop)
         held_out = PhotoCrops(validation, size=crop).sample(
             val_count, torch.Generator().manual_seed(0)
         )
+    elif holdout:
+        source, held_out = _training_data(data, cifar10_root, download).split(holdout)
     else:
+        assert validation is not None
         source = _training_data(data, cifar10_root, download)
         held_out = load_lossless_npz(validation).head(val_count)
     metadata = train_denoiser(

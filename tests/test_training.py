@@ -124,6 +124,7 @@ def load_classifier_random(tmp_path: Path):
         ({"objective": "mse+stab"}, "give --init"),
         ({"objective": "l1"}, "objective must be one of"),
         ({"architecture": "none"}, "not a trainable denoiser"),
+        ({"ema": 1.0}, "ema must be a decay"),
     ],
 )
 def test_impossible_training_configs_are_refused(changes: dict, message: str) -> None:
@@ -144,3 +145,43 @@ def test_train_denoiser_cli_refuses_surrogates_with_a_target(tmp_path: Path) -> 
     assert result.stderr.strip() == (
         "dsmooth: error: give --surrogate (black-box) or --target (white-box), not both"
     )
+
+
+def test_holdout_split_is_disjoint_seeded_and_complete() -> None:
+    data = _image_set(50)
+    rest, held = data.split(10)
+    _, again_held = data.split(10)
+    assert len(rest) == 40 and len(held) == 10
+    assert torch.equal(held.images, again_held.images)
+    ids = {tuple(img.flatten()[:64].tolist()) for img in data.images}
+    assert {tuple(i.flatten()[:64].tolist()) for i in rest.images} | {
+        tuple(i.flatten()[:64].tolist()) for i in held.images
+    } == ids
+    with pytest.raises(ValueError, match="cannot hold out"):
+        data.split(50)
+
+
+def test_a_plateau_stops_the_run_and_exports_the_best_epoch(tmp_path: Path) -> None:
+    data = _image_set(64)
+    # A vanishing learning rate cannot move the figure by min_delta: epoch 1 stays the best.
+    config = DenoiserTrainingConfig(
+        architecture="unet", sigma=0.25, epochs=6, batch_size=32, lr=1e-12, patience=2,
+        min_delta=0.5, ema=0.9, command="dsmooth train-denoiser ...",
+    )  # fmt: skip
+    run, out = tmp_path / "run", tmp_path / "d.safetensors"
+    metadata = train_denoiser(config, TrainingData(data, 32, None), data.head(16), [], run, out)
+    assert [h["epoch"] for h in metadata["history"]] == [1, 2, 3]
+    card = metadata["card"]
+    assert card["stopped"] == "plateau" and card["exported_epoch"] == 1
+    assert card["images_seen"] == 3 * 64 and card["resume"] == "dsmooth train-denoiser ..."
+    assert metadata["validation"]["epoch"] == 1
+    best = load_denoiser(f"unet:{run / 'best.safetensors'}").module.state_dict()
+    exported = load_denoiser(f"unet:{out}").module.state_dict()
+    assert all(torch.equal(v, exported[k]) for k, v in best.items())
+    assert (run / "curve.png").exists()
+    assert [h["epoch"] for h in __import__("json").loads((run / "curve.json").read_text())] == [
+        1, 2, 3,
+    ]  # fmt: skip
+    # Resuming a plateaued run trains nothing more.
+    again = train_denoiser(config, TrainingData(data, 32, None), data.head(16), [], run, out)
+    assert again["history"] == metadata["history"]
