@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 EXAMPLE := build/chelsea-32.png
 
-.PHONY: run test check lint typecheck format clean openapi clients clients-check
+.PHONY: run test test-fast check lint typecheck format clean openapi clients clients-check bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,15 +18,24 @@ run: $(STAMP)
 	$(BIN)/dsmooth example --out $(EXAMPLE)
 	$(BIN)/dsmooth serve --host 127.0.0.1 --port 8000 --example $(EXAMPLE)
 
-## test: every check: lint, format, types, the whole test suite
+## test: every check: lint, format, types, import contracts, the whole test suite
 test: check
 
 check: lint typecheck clients-check
 	$(BIN)/pytest
 
+## test-fast: the inner loop: lint, types, import contracts and the tests not marked slow (< 2 min)
+test-fast: lint typecheck
+	$(BIN)/pytest -m "not slow" -q
+
+## bench NAME=... [ARGS=...]: one benchmark (`dsmooth bench --help` lists them)
+bench: $(STAMP)
+	$(BIN)/dsmooth bench $(NAME) $(ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -37,7 +46,7 @@ format: $(STAMP)
 
 ## openapi: export the app's OpenAPI document (sorted keys) to clients/openapi.json
 openapi: $(STAMP)
-	$(BIN)/python -m service.openapi_export clients/openapi.json
+	$(BIN)/python -m service.api.openapi_export clients/openapi.json
 
 ## clients: regenerate the Python and TypeScript SDKs from clients/openapi.json (pinned tools)
 clients: openapi

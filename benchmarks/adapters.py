@@ -5,7 +5,7 @@ configured for the same tier. Reported: achieved requests/s against R, images (q
 seen and failures left (votes against); then `POST /v1/certify` time at n = 100 and 1,000 with
 the adapter paced at ``--tier`` requests/s (the fake admits more).
 
-    .venv/bin/python -m benchmarks.adapters --rate 20 --images 200
+    .venv/bin/dsmooth bench adapters --rate 20 --images 200
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import asyncio
 import io
 import json
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import numpy as np
 from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 
+from benchmarks.provenance import provenance
 from service.adapters.aws import AwsAdapter, AwsSettings
 from service.adapters.azure import AzureAdapter, AzureSettings
 from service.adapters.base import Adapter, Answer
@@ -32,13 +32,13 @@ from service.adapters.clarifai import ClarifaiAdapter, ClarifaiSettings
 from service.adapters.fanout import FanOut, FanOutPolicy
 from service.adapters.google import GoogleAdapter, GoogleSettings
 from service.adapters.prepare import encode_png
-from service.app import create_app
+from service.api.app import create_app
+from service.config import Settings
 from service.examples import example_image
-from service.settings import Settings
-from tests.fakes import aws, azure, clarifai, google
-from tests.fakes.common import FakeState
-from tests.fakes.labeler import BytesLabeler, PixelLabeler
-from tests.live_server import live_server
+from service.testing.fakes import aws, azure, clarifai, google
+from service.testing.fakes.common import FakeState
+from service.testing.fakes.labeler import BytesLabeler, PixelLabeler
+from service.testing.live_server import live_server
 
 KEY = SecretStr("good-key")
 VENDORS: dict[str, tuple[Any, Any, Any]] = {
@@ -135,7 +135,7 @@ async def certify_time(name: str, n: int, tier_rps: float) -> float:
     return elapsed
 
 
-async def main(args: argparse.Namespace) -> dict[str, Any]:
+async def run(args: argparse.Namespace) -> dict[str, Any]:
     rows = []
     for name in args.vendor or VENDORS:
         row = await throughput(name, args.rate, args.images)
@@ -152,20 +152,26 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "benchmark": "adapters",
         "rows": rows,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "provenance": provenance("cpu"),  # the gateway's (as in certify_time)
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="dsmooth bench adapters", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--rate", type=float, default=20.0, help="R: requests/s the fake admits")
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--tier", type=float, default=50.0, help="requests/s for the certify runs")
     parser.add_argument("--vendor", action="append", choices=sorted(VENDORS))
     parser.add_argument("--out", type=Path, default=Path("build/benchmarks/adapters.json"))
-    arguments = parser.parse_args()
-    report = asyncio.run(main(arguments))
+    arguments = parser.parse_args(argv)
+    report = asyncio.run(run(arguments))
     arguments.out.parent.mkdir(parents=True, exist_ok=True)
     arguments.out.write_text(json.dumps(report, indent=2))
     print(f"wrote {arguments.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -13,8 +13,8 @@ CERTIFY, plus <= alpha for PREDICT): expected none. The control runs the same at
 ``--control-factor`` x R, where no certificate holds, and must change some predictions; the vote
 fraction of the certified class before and after shows how far the attack pushes.
 
-    .venv/bin/python -m benchmarks.attack                 # 50 images, ~30 min on one CPU core
-    .venv/bin/python -m benchmarks.attack --images 5      # a quick look
+    .venv/bin/dsmooth bench attack                 # 50 images, ~30 min on one CPU core
+    .venv/bin/dsmooth bench attack --images 5      # a quick look
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ import argparse
 import asyncio
 import json
 import math
-import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -34,15 +32,15 @@ from scipy.stats import norm
 from torch import nn
 from tqdm import tqdm
 
-from denoisers.data import load_lossless_npz
+from benchmarks.evaluation import default_data
+from benchmarks.provenance import provenance
 from denoisers.registry import load_classifier, load_denoiser
-from service.pipeline import Certifier
-from service.schemas import Certificate, CertifyParams, Prediction, PredictParams
-from service.worker import LocalWorker
+from denoisers.training.data import load_lossless_npz
+from service.core.certifier import Certifier
+from service.core.results import Certificate, CertifyParams, Prediction, PredictParams
+from service.execution.local import LocalSampler
 
 __all__ = ["pgd_l2", "project", "smoothed_log_prob"]
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
 def _per_image(value: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -123,7 +121,7 @@ def _vote_fraction(result: Certificate | Prediction, key: str | None) -> float:
 
 def _attack_one(
     args: argparse.Namespace,
-    worker: LocalWorker,
+    worker: LocalSampler,
     evaluator: Certifier,
     image: torch.Tensor,
     cert: Certificate,
@@ -194,7 +192,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     data = load_lossless_npz(args.data)
     classifier = load_classifier(args.classifier)
     denoiser = load_denoiser(args.denoiser)
-    worker = LocalWorker(
+    worker = LocalSampler(
         denoiser, classifier, args.device, args.batch_size, precision=args.precision
     )
     # Two secrets: the attacked image is judged on noise independent of the certificate's.
@@ -256,15 +254,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "seconds": elapsed,
         "examined": examined,
         "results": attacked,
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "device": worker.device_name,
-            "precision": worker.precision,
-        },
+        "precision": worker.precision,
+        "provenance": provenance(worker.device_name),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
 
@@ -289,12 +280,14 @@ def _print_table(summary: dict[str, dict[str, Any]], examined: int, elapsed: flo
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="dsmooth bench attack", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--classifier", default="cifar10-resnet20", help="spec NAME[:WEIGHTS]")
     parser.add_argument("--denoiser", default="unet-cifar10-s0.25-mse", help="spec NAME[:WEIGHTS]")
     parser.add_argument("--sigma", type=float, default=0.25)
-    parser.add_argument("--data", type=Path, default=SHARED / "data/cifar10/test-lossless-1000.npz")
+    parser.add_argument("--data", type=Path, default=default_data())
     parser.add_argument("--images", type=int, default=50, help="certified images to attack")
     parser.add_argument("--n0", type=int, default=100)
     parser.add_argument("--n", type=int, default=1000, help="samples of CERTIFY and of PREDICT")
@@ -313,7 +306,7 @@ def main() -> None:
     parser.add_argument("--secret", default="benchmark-secret", help="HMAC secret of CERTIFY")
     parser.add_argument("--eval-secret", default="attack-eval-secret", help="... of PREDICT")
     parser.add_argument("--out", type=Path, default=Path("build/benchmarks/attack.json"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not args.data.exists():
         parser.error(f"{args.data} not found (the lossless CIFAR-10 test set from ../shared)")
     if args.secret == args.eval_secret:

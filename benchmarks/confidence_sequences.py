@@ -8,7 +8,7 @@ Target mode (``target_radius = r``, certified when p_lower >= Phi(r / sigma)), p
 - ``cp-looks``: ``SequentialPlan.doubling`` with the pipeline's ``first`` and ``sequential_look``
   at every look (Clopper-Pearson at alpha / K, K looks) — the plan the service used for a target
   before betting, and still uses without one;
-- ``bet-looks``: the betting confidence sequence (``service.betting``, grid-Kelly mixture) read
+- ``bet-looks``: the betting confidence sequence (``service.core.betting``, grid-Kelly mixture) read
   only at the same looks;
 - ``bet-chunks``: the same sequence read after every chunk of ``first`` samples, the rounds the
   pipeline already queries in (looking costs nothing under an anytime-valid bound) — the
@@ -26,7 +26,7 @@ No target ("largest radius within budget"): the radius certified at budget n for
 (alpha, one look — not sequential), CP alpha-spending (its last look, alpha / K), and betting
 (running maximum over the looks, or over the chunks).
 
-    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.confidence_sequences
+    OMP_NUM_THREADS=1 .venv/bin/dsmooth bench confidence-sequences
 """
 
 from __future__ import annotations
@@ -35,8 +35,6 @@ import argparse
 import functools
 import json
 import math
-import os
-import platform
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -47,9 +45,10 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.stats import norm
 from tqdm import tqdm
 
-from service import betting, smoothing
-from service.pipeline import chunk_size_for
-from service.schemas import CertifyParams
+from benchmarks.provenance import provenance
+from service.core import betting, smoothing
+from service.core.certifier import chunk_size_for
+from service.core.results import CertifyParams
 
 # --- the predictable plug-in bets of W-S&R (order-dependent): the alternative measured, not shipped
 
@@ -339,7 +338,7 @@ def _print_radius(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
             )
 
 
-def main(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace) -> dict[str, Any]:
     rng = np.random.default_rng(args.seed)
     start = time.perf_counter()
     target = target_mode(args, rng)
@@ -361,7 +360,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         "target": target,
         "radius": radius,
         "seconds": round(time.perf_counter() - start, 1),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "provenance": provenance("cpu"),  # numpy simulation
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
 
@@ -373,8 +372,10 @@ def _bets(text: str) -> Bets:
     return values, None  # uniform weights
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="dsmooth bench confidence-sequences", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--streams", type=int, default=2000, help="streams per (r, p_A)")
     parser.add_argument("--n", type=int, default=10_000, help="query budget (max n)")
     parser.add_argument("--alpha", type=float, default=ALPHA, help="the service's default")
@@ -387,7 +388,7 @@ if __name__ == "__main__":
     )  # fmt: skip
     parser.add_argument(
         "--bets", type=_bets, default=(betting.DEFAULT_BETS, betting.DEFAULT_WEIGHTS),
-        help="betting grid w_1,w_2,... (uniform weights); default: service.betting's",
+        help="betting grid w_1,w_2,... (uniform weights); default: service.core.betting's",
     )  # fmt: skip
     parser.add_argument("--no-plugin", dest="plugin", action="store_false", help="skip PrPl")
     parser.add_argument("--budget", type=int, action="append", default=None, help="no-target n")
@@ -397,13 +398,17 @@ if __name__ == "__main__":
     parser.add_argument(
         "--out", type=Path, default=Path("build/benchmarks/confidence_sequences.json")
     )
-    arguments = parser.parse_args()
+    arguments = parser.parse_args(argv)
     arguments.radius = arguments.radius or [0.25, 0.5]
     arguments.p = arguments.p or [0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999, 1.0]
     arguments.budget = arguments.budget or [1000, 10_000]
     if not 0 < arguments.alpha < 1 or math.isnan(arguments.alpha):
         parser.error("alpha must lie in (0, 1)")
-    report = main(arguments)
+    report = run(arguments)
     arguments.out.parent.mkdir(parents=True, exist_ok=True)
     arguments.out.write_text(json.dumps(report, indent=2))
     print(f"wrote {arguments.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -5,7 +5,7 @@ stored certification (answered from the vote store) and ``--fresh`` concurrent n
 certifications (all different: real sampling). Reports errors, p50/p99 latency and the server's
 resident memory before and after.
 
-    .venv/bin/python -m benchmarks.load --stored 200 --fresh 20
+    .venv/bin/dsmooth bench load --stored 200 --fresh 20
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import argparse
 import asyncio
 import io
 import json
-import os
-import platform
 import resource
 import statistics
 import time
@@ -24,10 +22,12 @@ from typing import Any
 
 import httpx
 
-from service.app import create_app
+from benchmarks.provenance import provenance
+from service.api.app import create_app
+from service.config import Settings
 from service.examples import example_image
-from service.settings import Settings
-from tests.live_server import live_server
+from service.execution.devices import resolve_device
+from service.testing.live_server import live_server
 
 
 def _rss_mib() -> float:
@@ -68,7 +68,7 @@ async def _wave(base: str, count: int, fields: list[dict[str, str]]) -> dict[str
     }
 
 
-async def main(args: argparse.Namespace) -> dict[str, Any]:
+async def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = Settings(requests_per_minute_per_key=0)
     with live_server(create_app(settings)) as base:
         before = _rss_mib()
@@ -94,18 +94,24 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "stored": stored,
         "fresh": fresh,
         "rss_mib": {"before": round(before, 1), "after": round(after, 1)},
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "provenance": provenance(str(resolve_device(settings.device))),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="dsmooth bench load", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--stored", type=int, default=200)
     parser.add_argument("--fresh", type=int, default=20)
     parser.add_argument("--out", type=Path, default=Path("build/benchmarks/load.json"))
-    arguments = parser.parse_args()
-    report = asyncio.run(main(arguments))
+    arguments = parser.parse_args(argv)
+    report = asyncio.run(run(arguments))
     arguments.out.parent.mkdir(parents=True, exist_ok=True)
     arguments.out.write_text(json.dumps(report, indent=2))
     print(f"wrote {arguments.out}")
+
+
+if __name__ == "__main__":
+    main()

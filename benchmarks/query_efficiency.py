@@ -11,7 +11,7 @@ Two settings, both through the real gateway (ASGI):
 - a public API: ImageNet sample photos through the fake Google Vision API (real MobileNetV2
   labels), "ground truth" = the API's own label on the clean photo (as in Salman et al.).
 
-    .venv/bin/python -m benchmarks.query_efficiency --count 100 --photos 20
+    .venv/bin/dsmooth bench queries --count 100 --photos 20
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import asyncio
 import io
 import json
 import os
-import platform
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +32,16 @@ import numpy as np
 from asgi_lifespan import LifespanManager
 from PIL import Image
 
-from denoisers.data import load_lossless_npz
+from benchmarks.evaluation import default_data, default_target, shared_dir
+from benchmarks.provenance import provenance
 from denoisers.registry import shipped_checkpoints
-from service.app import create_app
-from service.settings import Settings
-from tests.fakes import google as fake_google
-from tests.fakes.common import FakeState
-from tests.live_server import live_server
-
-SHARED = Path(os.environ.get("DSMOOTH_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
-RESNET56 = SHARED / "models/third-party/cifar10-resnet/resnet56-4bfd9763.th"
+from denoisers.training.data import load_lossless_npz
+from service.api.app import create_app
+from service.config import Settings
+from service.execution.devices import resolve_device
+from service.testing.fakes import google as fake_google
+from service.testing.fakes.common import FakeState
+from service.testing.live_server import live_server
 
 
 def _png(pixels: np.ndarray) -> bytes:
@@ -51,7 +51,7 @@ def _png(pixels: np.ndarray) -> bytes:
 
 
 async def _run(
-    client: httpx.AsyncClient, images: list[tuple[bytes, str | None]], base: dict[str, str],
+    client: httpx.AsyncClient, images: Sequence[tuple[bytes, str | None]], base: dict[str, str],
     radii: list[float], n: int, fixed_too: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
     """Fixed-n once per image (its radius answers every r), sequential once per image and r."""
@@ -84,7 +84,7 @@ async def _run(
     rows = []
     for r in radii:
         queries = [q for _, q in sequential[r]]
-        row = {
+        row: dict[str, Any] = {
             "radius": r,
             "fixed_queries_median": n + 100,
             "fixed_certified_accuracy": (
@@ -109,14 +109,12 @@ async def _run(
 async def cifar(
     count: int, n: int, radii: list[float], denoiser: str, fixed_too: bool
 ) -> dict[str, Any]:
-    data = load_lossless_npz(SHARED / "data/cifar10/test-lossless-1000.npz").head(count)
+    data = load_lossless_npz(default_data()).head(count)
     images = [
         (_png(data.images[i].permute(1, 2, 0).numpy()), data.classes[int(data.labels[i])])
         for i in range(count)
     ]
-    settings = Settings(
-        classifier=f"cifar-resnet56:{RESNET56}", denoiser=denoiser, max_n_local=n + 100
-    )
+    settings = Settings(classifier=default_target(), denoiser=denoiser, max_n_local=n + 100)
     async with LifespanManager(create_app(settings)) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://x", timeout=3600) as c:
@@ -138,7 +136,7 @@ def _square(path: Path, side: int) -> bytes:
 async def public_api(
     photos: int, n: int, radii: list[float], denoiser: str, side: int
 ) -> dict[str, Any]:
-    folder = SHARED / "data/imagenet-samples/images"
+    folder = shared_dir() / "data/imagenet-samples/images"
     paths = sorted(folder.glob("*.JPEG"))[:photos]
     images: list[tuple[bytes, str | None]] = [(_square(path, side), None) for path in paths]
     fake = FakeState(rate=1000.0, burst=100.0)
@@ -165,7 +163,7 @@ async def public_api(
     }
 
 
-async def main(args: argparse.Namespace) -> dict[str, Any]:
+async def run(args: argparse.Namespace) -> dict[str, Any]:
     shipped = shipped_checkpoints()
     cifar_denoiser = args.cifar_denoiser if args.cifar_denoiser in shipped else "none"
     photo_denoiser = args.photo_denoiser if args.photo_denoiser in shipped else "none"
@@ -182,13 +180,15 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "benchmark": "query_efficiency",
         "alpha": 0.001,
         "settings": settings,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "provenance": provenance(str(resolve_device(Settings().device))),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="dsmooth bench queries", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--count", type=int, default=100, help="CIFAR test images (0: skip)")
     parser.add_argument("--photos", type=int, default=20, help="ImageNet photos (0: skip)")
     parser.add_argument("--n", type=int, default=10_000, help="n of both plans (CIFAR)")
@@ -201,9 +201,13 @@ if __name__ == "__main__":
     parser.add_argument("--cifar-denoiser", default="unet-cifar10-s0.25-mse")
     parser.add_argument("--photo-denoiser", default="unet-imagenet-s0.25-mse")
     parser.add_argument("--out", type=Path, default=Path("build/benchmarks/query_efficiency.json"))
-    arguments = parser.parse_args()
+    arguments = parser.parse_args(argv)
     arguments.radius = arguments.radius or [0.25, 0.5]
-    report = asyncio.run(main(arguments))
+    report = asyncio.run(run(arguments))
     arguments.out.parent.mkdir(parents=True, exist_ok=True)
     arguments.out.write_text(json.dumps(report, indent=2))
     print(f"wrote {arguments.out}")
+
+
+if __name__ == "__main__":
+    main()

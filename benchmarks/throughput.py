@@ -2,7 +2,7 @@
 
 (a) the loop of the original randomized-smoothing code: fp32, batch 400, ``torch.no_grad``,
     ``randn_like`` noise, arg-max and count;
-(b) this project's pipeline (``LocalWorker.count_chunk``): seeded float32 noise, BatchNorm folded,
+(b) this project's pipeline (``LocalSampler.count_chunk``): seeded float32 noise, BatchNorm folded,
     channels_last, bf16 autocast where the hardware has it, ``inference_mode``;
 (c) with ``--compile``: (b) under ``torch.compile`` (``DSMOOTH_COMPILE``; on CUDA with CUDA graphs),
     and its compile time.
@@ -10,8 +10,8 @@ Both run in the same process on the same weights (random: speed does not depend 
 Also: FLOPs per sample against the measured matmul peak, ``POST /v1/certify`` against the bare
 pipeline at n = 10,000, and 8 concurrent certifications against one.
 
-    .venv/bin/python -m benchmarks.throughput            # CPU
-    .venv/bin/python -m benchmarks.throughput --device cuda --compile
+    .venv/bin/dsmooth bench throughput            # CPU
+    .venv/bin/dsmooth bench throughput --device cuda --compile
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import io
 import json
-import os
 import platform
 import time
 from pathlib import Path
@@ -32,15 +31,16 @@ from asgi_lifespan import LifespanManager
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.provenance import provenance
 from denoisers.classifiers import cifar_resnet, torchvision_resnet
 from denoisers.dncnn import DnCNN
 from denoisers.registry import LoadedModel
 from denoisers.unet import UNet
-from service.app import create_app
+from service.api.app import create_app
+from service.config import Settings
+from service.core.noise import Chunk, Phase
 from service.examples import example_image
-from service.sampling import Chunk, Phase
-from service.settings import Settings
-from service.worker import BaseClassifier, LocalWorker
+from service.execution.local import BaseClassifier, LocalSampler
 
 
 def _loaded(name: str, kind: str, module: nn.Module, size: int | None = None) -> LoadedModel:
@@ -91,13 +91,15 @@ def reference_loop(model: nn.Module, image: torch.Tensor, n: int, device: torch.
     return n / (time.perf_counter() - start)
 
 
-def pipeline(worker: LocalWorker, image: torch.Tensor, n: int) -> float:
+def pipeline(worker: LocalSampler, image: torch.Tensor, n: int) -> float:
     chunk_size = 1000
     start = time.perf_counter()
     for index in range(0, n, chunk_size):
-        worker.count_chunk(
-            image, Chunk(Phase.ESTIMATION, index, min(chunk_size, n - index), index), 0.25
-        )
+        chunk = Chunk(
+            phase=Phase.ESTIMATION, index=index, size=min(chunk_size, n - index), seed=index,
+            sigma=0.25, digest="benchmark",
+        )  # fmt: skip
+        worker.count_chunk(image, chunk)
     _sync(worker.device)
     return n / (time.perf_counter() - start)
 
@@ -110,7 +112,7 @@ def compiled_throughput(
     args: argparse.Namespace,
 ) -> dict[str, float]:
     """The pipeline under ``torch.compile``: the first chunk's time (compilation) and samples/s."""
-    worker = LocalWorker(
+    worker = LocalSampler(
         denoiser, classifier, args.device, args.batch, precision=args.precision, compile=True
     )
     start = time.perf_counter()
@@ -155,7 +157,7 @@ async def gateway_overhead(n: int) -> dict[str, float]:
     app = create_app(Settings(denoiser="none"))
     async with LifespanManager(app) as manager:
         services = app.state.services
-        worker = services.catalog.local_worker("cifar10-resnet20", "none")
+        worker = services.catalog.pool.local_sampler("cifar10-resnet20", "none")
         image = torch.rand(3, 32, 32)
         pipeline(worker, image, 1000)  # warm-up
         transport = httpx.ASGITransport(app=manager.app)
@@ -198,7 +200,7 @@ async def gateway_overhead(n: int) -> dict[str, float]:
     }
 
 
-def main(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace) -> dict[str, Any]:
     device = torch.device(args.device)
     torch.manual_seed(0)
     peaks = {
@@ -224,7 +226,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         model = BaseClassifier(denoiser.module, classifier.module, classifier.input_size)
         flops = flops_per_sample(model, size)
         reference = reference_loop(model, image, n, device)
-        worker = LocalWorker(
+        worker = LocalSampler(
             denoiser, classifier, device=device, batch_size=args.batch, precision=args.precision
         )
         pipeline(worker, image, min(n, 1000))  # warm-up
@@ -263,17 +265,15 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         "matmul_peak_gflops": {k: round(v / 1e9, 1) for k, v in peaks.items()},
         "rows": rows,
         "gateway": gateway,
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "torch": torch.__version__,
-        },
+        "provenance": provenance(str(device)),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="dsmooth bench throughput", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--n", type=int, default=4000, help="samples per 32x32 measurement")
@@ -284,8 +284,12 @@ if __name__ == "__main__":
     parser.add_argument("--no-gateway", dest="gateway", action="store_false")
     parser.add_argument("--n-gateway", type=int, default=10_000)
     parser.add_argument("--out", type=Path, default=Path("build/benchmarks/throughput.json"))
-    arguments = parser.parse_args()
-    report = main(arguments)
+    arguments = parser.parse_args(argv)
+    report = run(arguments)
     arguments.out.parent.mkdir(parents=True, exist_ok=True)
     arguments.out.write_text(json.dumps(report, indent=2))
     print(f"wrote {arguments.out}")
+
+
+if __name__ == "__main__":
+    main()

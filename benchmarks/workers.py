@@ -3,7 +3,7 @@
 Needs a Redis server (default redis://127.0.0.1:6379/14, flushed first). The gateway runs as a
 real uvicorn server; workers are `dsmooth worker` processes.
 
-    .venv/bin/python -m benchmarks.workers --repeats 200 --n 20000
+    .venv/bin/dsmooth bench workers --repeats 200 --n 20000
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import asyncio
 import io
 import json
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -25,10 +24,11 @@ from typing import Any
 import httpx
 import redis as redis_sync
 
-from service.app import create_app
+from benchmarks.provenance import provenance
+from service.api.app import create_app
+from service.config import Settings
 from service.examples import example_image
-from service.settings import Settings
-from tests.live_server import live_server
+from service.testing.live_server import live_server
 
 DSMOOTH = str(Path(sys.executable).with_name("dsmooth"))
 
@@ -109,7 +109,7 @@ async def worker_throughput(url: str, workers: int, n: int) -> dict[str, Any]:
     }
 
 
-async def main(args: argparse.Namespace) -> dict[str, Any]:
+async def run(args: argparse.Namespace) -> dict[str, Any]:
     redis_sync.Redis.from_url(args.redis).flushdb()
     latency = await stored_latency(args.redis, args.repeats, args.n)
     print(
@@ -130,19 +130,25 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "denoiser": "none",
         "stored_latency": latency,
         "throughput": rows,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "provenance": provenance("cpu"),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="dsmooth bench workers", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--out", type=Path, default=Path("build/benchmarks/workers.json"))
-    arguments = parser.parse_args()
-    report = asyncio.run(main(arguments))
+    arguments = parser.parse_args(argv)
+    report = asyncio.run(run(arguments))
     arguments.out.parent.mkdir(parents=True, exist_ok=True)
     arguments.out.write_text(json.dumps(report, indent=2))
     print(f"wrote {arguments.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,16 +1,19 @@
 """Local classifiers: CIFAR-10 ResNets (He et al. 2016, option-A shortcuts) and torchvision ResNets.
 
 Every classifier here takes [0, 1] RGB images: mean/std normalisation is its first layer, so that
-the smoothing noise lives in pixel space (statistical rule 1).
+the smoothing noise lives in pixel space (statistical rule 1 — docs/statistics.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache, partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from denoisers.registry import State, register_architecture, with_state
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -132,3 +135,35 @@ def torchvision_resnet(depth: int, state: dict[str, torch.Tensor] | None = None)
         model = builders[depth](weights=None)
         model.load_state_dict(state)
     return nn.Sequential(Normalize(IMAGENET_MEAN, IMAGENET_STD), model)
+
+
+def _cifar_resnet(depth: int, state: State | None) -> nn.Module:
+    return with_state(cifar_resnet(depth), state)
+
+
+@cache
+def _imagenet_classes() -> tuple[str, ...]:
+    from torchvision.models import ResNet50_Weights
+
+    return tuple(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
+
+
+for _depth in (20, 32, 44, 56, 110):
+    register_architecture(
+        f"cifar-resnet{_depth}",
+        "classifier",
+        needs_weights=True,
+        description=f"CIFAR-10 ResNet-{_depth} (option-A shortcuts), 32x32 input",
+        classes=CIFAR10_CLASSES,
+        input_size=32,
+    )(partial(_cifar_resnet, _depth))
+
+for _depth in (18, 34, 50):
+    register_architecture(
+        f"resnet{_depth}",
+        "classifier",
+        needs_weights=False,
+        description=f"torchvision ImageNet ResNet-{_depth}, 224x224 input",
+        classes=_imagenet_classes,
+        input_size=224,
+    )(partial(torchvision_resnet, _depth))

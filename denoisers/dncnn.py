@@ -7,8 +7,12 @@ so an untrained DnCNN starts as the identity.
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import nn
+
+from denoisers.registry import State, register_architecture, with_state
 
 __all__ = ["DnCNN"]
 
@@ -43,3 +47,13 @@ class DnCNN(nn.Module):
 
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
         return noisy - self.body(noisy)
+
+
+def _build(channels: int, state: State | None) -> nn.Module:
+    return with_state(DnCNN(depth=17, channels=channels), state)
+
+
+for _name, _channels in (("dncnn", 64), ("dncnn-wide", 128)):
+    register_architecture(
+        _name, "denoiser", needs_weights=True, description=f"DnCNN, 17 layers, {_channels} channels"
+    )(partial(_build, _channels))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cache, partial
+from functools import cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
@@ -19,9 +19,6 @@ import torch
 from torch import nn
 
 from denoisers.checkpoints import file_version, read_metadata, read_state
-from denoisers.classifiers import CIFAR10_CLASSES, cifar_resnet, torchvision_resnet
-from denoisers.dncnn import DnCNN
-from denoisers.unet import UNet
 
 __all__ = [
     "SHIPPED_DIR",
@@ -29,14 +26,19 @@ __all__ = [
     "LoadedModel",
     "ModelKind",
     "ModelLoadError",
+    "State",
     "UnknownModelError",
     "architectures",
+    "create_model",
+    "list_models",
     "load_classifier",
     "load_denoiser",
     "load_model",
     "register_architecture",
     "shipped_checkpoints",
     "shipped_denoiser_for",
+    "shipped_metadata",
+    "with_state",
 ]
 
 ModelKind = Literal["denoiser", "classifier"]
@@ -129,10 +131,24 @@ def shipped_checkpoints() -> dict[str, Path]:
     return {path.stem: path for path in sorted(SHIPPED_DIR.glob("*.safetensors"))}
 
 
-def _loaded(module: nn.Module, state: State | None) -> nn.Module:
+def with_state(module: nn.Module, state: State | None) -> nn.Module:
+    """``module`` with ``state`` loaded into it (as built when ``state`` is None)."""
     if state is not None:
         module.load_state_dict(state)
     return module
+
+
+def create_model(name: str, state: State | None = None) -> nn.Module:
+    """A registered architecture, built with ``state`` or with fresh (or its default) weights."""
+    arch = _ARCHITECTURES.get(name)
+    if arch is None:
+        raise UnknownModelError(f"unknown architecture {name!r}; known: {', '.join(list_models())}")
+    return arch.build(state)
+
+
+def list_models(kind: ModelKind | None = None) -> list[str]:
+    """Names of the registered architectures (of one kind), sorted."""
+    return sorted(a.name for a in _ARCHITECTURES.values() if kind in (None, a.kind))
 
 
 @register_architecture(
@@ -140,55 +156,6 @@ def _loaded(module: nn.Module, state: State | None) -> nn.Module:
 )
 def _identity(state: State | None) -> nn.Module:
     return nn.Identity()
-
-
-def _dncnn(channels: int, state: State | None) -> nn.Module:
-    return _loaded(DnCNN(depth=17, channels=channels), state)
-
-
-def _unet(width: int, state: State | None) -> nn.Module:
-    return _loaded(UNet(width), state)
-
-
-def _cifar_resnet(depth: int, state: State | None) -> nn.Module:
-    return _loaded(cifar_resnet(depth), state)
-
-
-@cache
-def _imagenet_classes() -> tuple[str, ...]:
-    from torchvision.models import ResNet50_Weights
-
-    return tuple(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
-
-
-for _name, _channels in (("dncnn", 64), ("dncnn-wide", 128)):
-    register_architecture(
-        _name, "denoiser", needs_weights=True, description=f"DnCNN, 17 layers, {_channels} channels"
-    )(partial(_dncnn, _channels))
-
-register_architecture(
-    "unet", "denoiser", needs_weights=True, description="residual U-Net, 32/64/128 channels"
-)(partial(_unet, 32))
-
-for _depth in (20, 32, 44, 56, 110):
-    register_architecture(
-        f"cifar-resnet{_depth}",
-        "classifier",
-        needs_weights=True,
-        description=f"CIFAR-10 ResNet-{_depth} (option-A shortcuts), 32x32 input",
-        classes=CIFAR10_CLASSES,
-        input_size=32,
-    )(partial(_cifar_resnet, _depth))
-
-for _depth in (18, 34, 50):
-    register_architecture(
-        f"resnet{_depth}",
-        "classifier",
-        needs_weights=False,
-        description=f"torchvision ImageNet ResNet-{_depth}, 224x224 input",
-        classes=_imagenet_classes,
-        input_size=224,
-    )(partial(torchvision_resnet, _depth))
 
 
 def _family(metadata: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -204,10 +171,16 @@ def _family(metadata: Mapping[str, Any]) -> tuple[Any, ...]:
     )
 
 
+@cache
+def shipped_metadata() -> Mapping[str, Mapping[str, Any]]:
+    """Each shipped checkpoint's metadata, read from its header once per process."""
+    return {name: read_metadata(path) for name, path in shipped_checkpoints().items()}
+
+
 def shipped_denoiser_for(sigma: float, like: str) -> str | None:
     """The shipped denoiser trained for ``sigma`` in the family of the shipped denoiser ``like``
     (``like`` itself when it is trained for ``sigma``); None when none is shipped."""
-    shipped = {name: read_metadata(path) for name, path in shipped_checkpoints().items()}
+    shipped = shipped_metadata()
     if like not in shipped:
         return None
     family = _family(shipped[like])
@@ -232,7 +205,7 @@ def load_model(spec: str, kind: ModelKind) -> LoadedModel:
     arch = _ARCHITECTURES.get(name)
     if arch is None or arch.kind != kind:
         known = sorted([a.name for a in _ARCHITECTURES.values() if a.kind == kind])
-        known += sorted(n for n, p in shipped.items() if read_metadata(p).get("kind") == kind)
+        known += sorted(n for n, m in shipped_metadata().items() if m.get("kind") == kind)
         raise UnknownModelError(f"unknown {kind} {name!r}; known: {', '.join(known)}")
     if not weights:
         if arch.needs_weights:
@@ -253,7 +226,7 @@ def load_classifier(spec: str) -> LoadedModel:
 
 
 def _from_checkpoint(name: str, kind: ModelKind, path: Path) -> LoadedModel:
-    metadata = read_metadata(path)
+    metadata = shipped_metadata()[name]
     arch = _ARCHITECTURES.get(str(metadata.get("architecture")))
     if arch is None or arch.kind != kind:
         raise ModelLoadError(f"{path}: metadata names no {kind} architecture")

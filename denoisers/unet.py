@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from denoisers.registry import State, register_architecture, with_state
+
 __all__ = ["UNet"]
 
 
@@ -54,3 +56,10 @@ class UNet(nn.Module):
         d1 = self.dec1(torch.cat([self.up1(F.interpolate(d2, scale_factor=2.0)), e1], 1))
         noise = self.out(d1)[..., :h, :w]
         return noisy - noise
+
+
+@register_architecture(
+    "unet", "denoiser", needs_weights=True, description="residual U-Net, 32/64/128 channels"
+)
+def _build(state: State | None) -> nn.Module:
+    return with_state(UNet(32), state)

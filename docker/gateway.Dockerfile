@@ -12,6 +12,7 @@ RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==2.5.1" 
 COPY pyproject.toml README.md ./
 COPY service ./service
 COPY denoisers ./denoisers
+COPY benchmarks ./benchmarks
 # The project itself is installed from this checkout: nothing to pin (hence DL3013 off).
 # hadolint ignore=DL3013
 RUN pip install ".[aws]" \

@@ -10,6 +10,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY service ./service
 COPY denoisers ./denoisers
+COPY benchmarks ./benchmarks
 # hadolint ignore=DL3013
 RUN pip install ".[aws]" \
     && useradd --create-home --uid 10001 dsmooth

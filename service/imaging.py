@@ -14,18 +14,19 @@ from typing import Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from service.config import DEFAULT_MAX_PIXELS
 
 __all__ = [
     "ACCEPTED_FORMATS",
-    "DEFAULT_MAX_PIXELS",
     "ImageDecodeError",
     "decode_image",
     "load_image",
 ]
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
-DEFAULT_MAX_PIXELS = 16_000_000
 
 
 DecodeFailure = Literal["empty", "unsupported", "too_large", "corrupt"]
@@ -101,3 +102,12 @@ def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor
         return decode_image(data, max_pixels)
     except ImageDecodeError as exc:
         raise ImageDecodeError(f"{path}: {exc}", exc.reason) from exc
+
+
+def resize_to(images: torch.Tensor, size: int | None) -> torch.Tensor:
+    """Resize [B, C, H, W] to size x size (antialiased bilinear) unless it already is."""
+    if size is None or tuple(images.shape[-2:]) == (size, size):
+        return images
+    return F.interpolate(
+        images, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )

@@ -30,13 +30,13 @@ from service.adapters.fanout import FanOut, FanOutPolicy
 from service.adapters.google import GoogleAdapter, GoogleSettings
 from service.adapters.kserve import KServeAdapter, KServeSettings
 from service.adapters.prepare import encode_png
-from tests.fakes import aws as fake_aws
-from tests.fakes import azure as fake_azure
-from tests.fakes import clarifai as fake_clarifai
-from tests.fakes import google as fake_google
-from tests.fakes import kserve as fake_kserve
-from tests.fakes.common import FakeState
-from tests.live_server import live_server
+from service.testing.fakes import aws as fake_aws
+from service.testing.fakes import azure as fake_azure
+from service.testing.fakes import clarifai as fake_clarifai
+from service.testing.fakes import google as fake_google
+from service.testing.fakes import kserve as fake_kserve
+from service.testing.fakes.common import FakeState
+from service.testing.live_server import live_server
 
 pytestmark = pytest.mark.anyio
 
@@ -131,6 +131,8 @@ FAST = FanOutPolicy(backoff_base_s=0.01, backoff_max_s=0.05, deadline_s=60, brea
 
 
 @pytest.mark.parametrize("vendor", VENDORS, ids=lambda v: v.name)
+@pytest.mark.subprocess
+@pytest.mark.slow
 async def test_happy_path_labels_every_image_with_stable_keys(
     vendor: Vendor, client: httpx.AsyncClient
 ) -> None:
@@ -148,6 +150,8 @@ async def test_happy_path_labels_every_image_with_stable_keys(
     [(VENDORS[2], 40, 3), (VENDORS[4], 200, 2), (VENDORS[0], 4, 4)],
     ids=["google-16-per-call", "clarifai-128-per-call", "azure-1-per-call"],
 )
+@pytest.mark.subprocess
+@pytest.mark.slow
 async def test_batches_follow_each_vendors_limit(
     vendor: Vendor, images: int, calls: int, client: httpx.AsyncClient
 ) -> None:
@@ -159,6 +163,8 @@ async def test_batches_follow_each_vendors_limit(
 
 
 @pytest.mark.parametrize("vendor", VENDORS[:5], ids=lambda v: v.name)
+@pytest.mark.subprocess
+@pytest.mark.slow
 async def test_bad_credentials_stop_before_anything_is_billed(
     vendor: Vendor, client: httpx.AsyncClient
 ) -> None:
@@ -169,7 +175,68 @@ async def test_bad_credentials_stop_before_anything_is_billed(
     assert fake.images == 0
 
 
+REFUSAL_SHAPES = [
+    (vendor, shape)
+    for vendor in VENDORS
+    for shape in {
+        "azure": fake_azure.REFUSALS,
+        "azure-3.2": fake_azure.REFUSALS,
+        "google": fake_google.REFUSALS,
+        "aws": fake_aws.REFUSALS,
+        "clarifai": fake_clarifai.REFUSALS,
+        "kserve": fake_kserve.REFUSALS,
+    }[vendor.name]
+]
+
+
+@pytest.mark.parametrize(
+    ("vendor", "shape"), REFUSAL_SHAPES, ids=[f"{v.name}-{s}" for v, s in REFUSAL_SHAPES]
+)
+@pytest.mark.subprocess
+@pytest.mark.slow
+async def test_every_documented_credential_refusal_stops_at_once(
+    vendor: Vendor, shape: str, client: httpx.AsyncClient
+) -> None:
+    """Each vendor's documented ways of refusing a key (with the right key configured here, so
+    only the shape of the answer can tell) end the call with CredentialsError, never retried."""
+    with running(vendor) as (fake, url):
+        fake.faults.refusal = shape
+        fanout = FanOut(vendor.adapter(client, url, "good-key"), FAST)
+        with pytest.raises(CredentialsError):
+            await fanout.classify(photos(3))
+    assert fake.images == 0 and fake.calls <= 3  # one call per batch in flight, no retries
+
+
+@pytest.mark.parametrize(
+    ("adapter", "status", "body"),
+    [
+        (
+            lambda c: GoogleAdapter(c, GoogleSettings(endpoint="http://v", api_key=SecretStr("k"))),
+            400,
+            {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": "Bad image data."}},
+        ),
+        (
+            lambda c: ClarifaiAdapter(c, ClarifaiSettings(endpoint="http://v", pat=SecretStr("k"))),
+            400,
+            {"status": {"code": 10020, "description": "Failure", "details": "Model not found"}},
+        ),
+    ],
+    ids=["google-bad-request", "clarifai-failure"],
+)
+async def test_other_errors_of_the_same_codes_are_not_refused_credentials(
+    adapter: Callable[[httpx.AsyncClient], Adapter], status: int, body: dict
+) -> None:
+    """The negative control of the refusal shapes: the same status codes about something else."""
+    transport = httpx.MockTransport(lambda request: httpx.Response(status, json=body))
+    async with httpx.AsyncClient(transport=transport) as vendor_client:
+        with pytest.raises(AdapterError) as raised:
+            await adapter(vendor_client).classify(photos(1))
+    assert not isinstance(raised.value, CredentialsError)
+
+
 @pytest.mark.parametrize("vendor", VENDORS[:5], ids=lambda v: v.name)
+@pytest.mark.subprocess
+@pytest.mark.slow
 async def test_a_429_storm_ends_with_every_vote_counted(
     vendor: Vendor, client: httpx.AsyncClient
 ) -> None:
@@ -187,6 +254,8 @@ async def test_a_429_storm_ends_with_every_vote_counted(
 
 
 @pytest.mark.parametrize("vendor", VENDORS[:5], ids=lambda v: v.name)
+@pytest.mark.subprocess
+@pytest.mark.slow
 async def test_server_errors_and_malformed_answers_are_retried(
     vendor: Vendor, client: httpx.AsyncClient
 ) -> None:
@@ -197,6 +266,8 @@ async def test_server_errors_and_malformed_answers_are_retried(
     assert fake.faults.server_error == fake.faults.malformed == 0
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 async def test_a_timeout_is_retried(client: httpx.AsyncClient) -> None:
     with running(VENDORS[2]) as (fake, url):
         fake.faults.hang = 1
@@ -207,6 +278,8 @@ async def test_a_timeout_is_retried(client: httpx.AsyncClient) -> None:
     assert all(isinstance(r, Answer) for r in results)
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 async def test_failures_that_outlast_the_retries_are_counted_not_dropped(
     client: httpx.AsyncClient,
 ) -> None:
@@ -220,6 +293,8 @@ async def test_failures_that_outlast_the_retries_are_counted_not_dropped(
     assert fake.calls == 4 * 3  # every image tried max_attempts times
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 async def test_the_circuit_breaker_stops_calling_a_dead_vendor(client: httpx.AsyncClient) -> None:
     with running(VENDORS[0]) as (fake, url):
         fake.faults.server_error = 1000
@@ -232,6 +307,8 @@ async def test_the_circuit_breaker_stops_calling_a_dead_vendor(client: httpx.Asy
 
 
 @pytest.mark.parametrize("vendor", [VENDORS[2], VENDORS[4]], ids=lambda v: v.name)
+@pytest.mark.subprocess
+@pytest.mark.slow
 async def test_per_image_errors_inside_a_200_are_retried_per_image(
     vendor: Vendor, client: httpx.AsyncClient
 ) -> None:
@@ -243,6 +320,8 @@ async def test_per_image_errors_inside_a_200_are_retried_per_image(
 
 
 @pytest.mark.parametrize("vendor", [VENDORS[2], VENDORS[4]], ids=lambda v: v.name)
+@pytest.mark.subprocess
+@pytest.mark.slow
 async def test_a_bad_image_fails_alone(vendor: Vendor, client: httpx.AsyncClient) -> None:
     with running(vendor) as (_, url):
         images = photos(3)
@@ -252,6 +331,8 @@ async def test_a_bad_image_fails_alone(vendor: Vendor, client: httpx.AsyncClient
 
 
 @pytest.mark.parametrize("vendor", [VENDORS[0], VENDORS[3]], ids=lambda v: v.name)
+@pytest.mark.subprocess
+@pytest.mark.slow
 async def test_32px_copies_must_be_upscaled_for_azure_and_aws(
     vendor: Vendor, client: httpx.AsyncClient
 ) -> None:
@@ -267,6 +348,8 @@ async def test_32px_copies_must_be_upscaled_for_azure_and_aws(
         assert min(image.size) == adapter.min_side
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 async def test_aws_requests_are_signed_with_sigv4_and_a_wrong_secret_is_refused(
     client: httpx.AsyncClient,
 ) -> None:
@@ -328,6 +411,8 @@ def test_backoff_waits_at_least_the_server_given_delay() -> None:
     assert wait(state) >= 2.5
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 async def test_contract_google_answers_parse_with_the_google_sdk(
     client: httpx.AsyncClient,
 ) -> None:
@@ -351,6 +436,8 @@ async def test_contract_google_answers_parse_with_the_google_sdk(
     assert adapter.configured
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 async def test_contract_azure_4_answers_parse_with_the_azure_sdk(
     client: httpx.AsyncClient,
 ) -> None:
@@ -371,6 +458,8 @@ async def test_contract_azure_4_answers_parse_with_the_azure_sdk(
     assert result.model_version == "2024-02-01"
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 async def test_contract_aws_answers_parse_with_botocore(client: httpx.AsyncClient) -> None:
     import botocore.session
     from botocore.parsers import create_parser
@@ -394,6 +483,8 @@ async def test_contract_aws_answers_parse_with_botocore(client: httpx.AsyncClien
     assert parsed["LabelModelVersion"] == "3.0" and "Labels" in parsed
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 async def test_a_slow_vendor_ends_in_counted_failures_at_the_deadline(
     client: httpx.AsyncClient,
 ) -> None:

@@ -24,10 +24,10 @@ from PIL import Image
 
 from denoisers.checkpoints import save_checkpoint
 from denoisers.classifiers import cifar_resnet
-from service.app import create_app
-from service.auth import ApiKey, hash_api_key
-from service.settings import Settings
-from tests.live_server import free_port, live_server
+from service.api.app import create_app
+from service.api.auth import hash_api_key
+from service.config import ApiKey, Settings
+from service.testing.live_server import free_port, live_server
 
 pytestmark = pytest.mark.anyio
 
@@ -110,6 +110,7 @@ def _upload(image: bytes, **fields: object) -> dict[str, object]:
     }
 
 
+@pytest.mark.slow
 async def test_certify_by_upload_and_by_json_agree_and_repeat_from_the_store(
     client: httpx.AsyncClient,
 ) -> None:
@@ -127,6 +128,7 @@ async def test_certify_by_upload_and_by_json_agree_and_repeat_from_the_store(
     assert {"label", "abstained", "radius", "classifier", "denoiser", "timings"} <= a.keys()
 
 
+@pytest.mark.slow
 async def test_predict_answers_with_a_p_value(client: httpx.AsyncClient) -> None:
     response = await client.post("/v1/predict", **_upload(_photo(1), n=200))
     assert response.status_code == 200, response.text
@@ -144,7 +146,11 @@ async def test_catalog_lists_models_with_versions(client: httpx.AsyncClient) -> 
 
 async def test_health_readiness_and_metrics(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok", "checks": {}}
-    ready = await client.get("/readyz")
+    for _ in range(600):  # the models warm up in the background after start-up
+        ready = await client.get("/readyz")
+        if ready.status_code == 200:
+            break
+        await asyncio.sleep(0.1)
     assert ready.status_code == 200 and ready.json()["checks"] == {
         "models": True,
         "vote_store": True,
@@ -169,6 +175,7 @@ def _events(text: str) -> list[tuple[str, dict]]:
     return events
 
 
+@pytest.mark.slow
 async def test_a_job_is_followed_over_sse_to_its_certificate(client: httpx.AsyncClient) -> None:
     created = await client.post("/v1/jobs", **_upload(_photo(3), n0=100, n=2500, sigma=0.5))
     assert created.status_code == 202, created.text
@@ -185,6 +192,7 @@ async def test_a_job_is_followed_over_sse_to_its_certificate(client: httpx.Async
     assert final["result"]["n"] == 2500 and final["result"]["queries"]["total"] == 2600
 
 
+@pytest.mark.slow
 async def test_a_cancelled_job_stops_sampling(client: httpx.AsyncClient) -> None:
     created = await client.post("/v1/jobs", **_upload(_photo(4), n0=100, n=500_000))
     job_id = created.json()["id"]
@@ -244,6 +252,7 @@ _text = {"content-type": "text/plain"}
     ("request_kwargs", "status", "message"),
     [pytest.param(make, status, message, id=name) for name, make, status, message in BAD_INPUTS],
 )
+@pytest.mark.slow
 async def test_bad_input_gets_a_problem_document(
     client: httpx.AsyncClient, request_kwargs: Callable, status: int, message: str
 ) -> None:
@@ -290,6 +299,7 @@ def _animated_gif() -> bytes:
         pytest.param(_animated_gif, id="animated GIF"),
     ],
 )
+@pytest.mark.slow
 async def test_unusual_but_valid_images_are_certified(
     client: httpx.AsyncClient, make: Callable[[], bytes]
 ) -> None:
@@ -323,6 +333,7 @@ async def test_keys_are_required_and_accepted_in_both_headers(
     assert (await keyed_client.get("/healthz")).status_code == 200
 
 
+@pytest.mark.slow
 async def test_the_daily_budget_of_a_key_is_enforced(keyed_client: httpx.AsyncClient) -> None:
     headers = {"X-API-Key": KEY}
     first = await keyed_client.post("/v1/certify", headers=headers, **_upload(_photo(5), n=1000))
@@ -368,6 +379,8 @@ async def test_secret_and_keys_never_appear_in_answers(
         assert settings_for().secret.get_secret_value() not in text
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_serve_prints_a_curl_example_that_works(classifier_spec: str, tmp_path: Path) -> None:
     """What `make run` does: start `dsmooth serve`, then run the curl line it prints."""
     image = tmp_path / "example.png"
@@ -396,6 +409,7 @@ def test_serve_prints_a_curl_example_that_works(classifier_spec: str, tmp_path: 
         server.stderr.close()
 
 
+@pytest.mark.slow
 async def test_the_default_denoiser_follows_the_requested_sigma(
     settings_for: Callable[..., Settings],
 ) -> None:

@@ -7,10 +7,10 @@ import asyncio
 import pytest
 import torch
 
-from service.batching import Batcher
-from service.pipeline import Certifier
-from service.schemas import CertifyParams
-from service.worker import LocalWorker
+from service.core.certifier import Certifier
+from service.core.results import CertifyParams
+from service.execution.batching import Batcher
+from service.execution.local import LocalSampler
 from tests.models import no_denoiser, random_conv_classifier
 
 Work = tuple[str, int]  # (key, size)
@@ -114,7 +114,7 @@ def test_a_batcher_survives_one_event_loop_per_call() -> None:
 
 @pytest.mark.parametrize("batch_size", [64, 1000])
 def test_concurrent_certifications_get_the_counts_they_get_alone(batch_size: int) -> None:
-    worker = LocalWorker(no_denoiser(), random_conv_classifier(), "cpu", batch_size=batch_size)
+    worker = LocalSampler(no_denoiser(), random_conv_classifier(), "cpu", batch_size=batch_size)
     certifier = Certifier(worker, b"batching-secret")
     images = [torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(i)) for i in range(4)]
     params = CertifyParams(sigma=0.5, n0=20, n=300)

@@ -9,7 +9,7 @@ import pytest
 from scipy.stats import beta, norm
 
 from benchmarks.confidence_sequences import plugin_log_capital, plugin_running_lower_bound
-from service import betting
+from service.core import betting
 
 ALPHA = 0.01
 RUNS = 2000

@@ -10,6 +10,8 @@ from scipy.stats import beta, norm
 from denoisers.checkpoints import save_checkpoint
 from denoisers.classifiers import CIFAR10_CLASSES, cifar_resnet
 
+pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
+
 DSMOOTH = str(Path(sys.executable).with_name("dsmooth"))
 
 
@@ -41,6 +43,7 @@ def example_png(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.shared
 def test_certifies_a_cifar_test_image_end_to_end(cifar_png, resnet56_path) -> None:
     path, _ = cifar_png
     result = _run(
@@ -128,6 +131,6 @@ def test_results_do_not_depend_on_the_process(example_png, small_classifier) -> 
 
 
 def test_statistics_stay_free_of_torch() -> None:
-    code = "import sys, service.smoothing; print('torch' in sys.modules)"
+    code = "import sys, service.core.smoothing; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False"

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from service.app import create_app
+from service.api.app import create_app
+from service.config import Settings
 from service.examples import example_image
-from service.settings import Settings
-from tests.live_server import live_server
+from service.testing.live_server import live_server
 
 ROOT = Path(__file__).resolve().parents[1]
 TYPESCRIPT = ROOT / "clients/typescript"
@@ -34,6 +34,8 @@ from dsmooth_client.models import (  # noqa: E402
     JobView,
     Problem,
 )
+
+pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

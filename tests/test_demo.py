@@ -10,10 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.app import create_app
+from service.api.app import create_app
+from service.config import Settings
 from service.examples import example_image
-from service.settings import Settings
-from tests.live_server import live_server
+from service.testing.live_server import live_server
+
+pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +41,7 @@ def test_the_page_and_its_assets_are_served(server: str) -> None:
     assert httpx.get(server + "/demo/app.js").headers["content-type"].startswith("text/javascript")
     sample = httpx.get(server + "/demo/samples/chelsea.png")
     assert sample.content.startswith(b"\x89PNG")
-    assert httpx.get(server + "/demo/../service/app.py").status_code == 404
+    assert httpx.get(server + "/demo/../service/api/app.py").status_code == 404
 
 
 def test_preview_returns_noisy_and_denoised_copies(server: str, photo: Path) -> None:
@@ -51,6 +53,7 @@ def test_preview_returns_noisy_and_denoised_copies(server: str, photo: Path) -> 
     assert again["noisy"] != answer["noisy"]  # fresh noise, never the certification's
 
 
+@pytest.mark.browser
 def test_a_certification_in_the_browser(server: str, photo: Path) -> None:
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")

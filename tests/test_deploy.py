@@ -33,6 +33,8 @@ def _config(*files: str) -> dict:
     return json.loads(result.stdout)
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_compose_file_is_valid_and_wires_the_three_services() -> None:
     config = _config("docker-compose.yml")
     services = config["services"]
@@ -48,11 +50,15 @@ def test_compose_file_is_valid_and_wires_the_three_services() -> None:
     assert "models" in config["volumes"]
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_the_cpu_override_drops_the_gpu_reservation() -> None:
     worker = _config("docker-compose.yml", "docker/compose.cpu.yml")["services"]["worker"]
     assert "deploy" not in worker or not worker["deploy"].get("resources")
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_an_invalid_compose_file_is_caught(tmp_path: Path) -> None:
     bad = tmp_path / "compose.yml"
     bad.write_text("services:\n  gateway:\n    image: x\n    portz: [8000]\n")
@@ -63,6 +69,8 @@ def test_an_invalid_compose_file_is_caught(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("dockerfile", ["docker/gateway.Dockerfile", "docker/worker.Dockerfile"])
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_dockerfiles_pass_hadolint(dockerfile: str) -> None:
     result = subprocess.run(
         [str(BIN / "hadolint"), str(ROOT / dockerfile)], capture_output=True, text=True
@@ -71,6 +79,8 @@ def test_dockerfiles_pass_hadolint(dockerfile: str) -> None:
 
 
 @pytest.mark.parametrize("dockerfile", ["docker/gateway.Dockerfile", "docker/worker.Dockerfile"])
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_container_commands_exist(dockerfile: str) -> None:
     text = (ROOT / dockerfile).read_text()
     commands = [json.loads(m) for m in re.findall(r"^(?:CMD|.*CMD) (\[.*\])$", text, re.M)]
@@ -87,7 +97,7 @@ def test_env_example_names_only_real_settings() -> None:
     from service.adapters.clarifai import ClarifaiSettings
     from service.adapters.google import GoogleSettings
     from service.adapters.kserve import KServeSettings
-    from service.settings import Settings
+    from service.config import Settings
 
     known = {f"DSMOOTH_{name.upper()}" for name in Settings.model_fields}
     for settings in (AzureSettings, GoogleSettings, AwsSettings, ClarifaiSettings, KServeSettings):
@@ -97,6 +107,9 @@ def test_env_example_names_only_real_settings() -> None:
     assert names and set(names) <= known, set(names) - known
 
 
+@pytest.mark.subprocess
+@pytest.mark.redis
+@pytest.mark.slow
 def test_worker_health_fails_without_a_heartbeat() -> None:
     env = {**os.environ, "DSMOOTH_REDIS_URL": "redis://127.0.0.1:6379/15"}
     result = subprocess.run(

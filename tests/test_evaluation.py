@@ -3,26 +3,41 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from service.cli_bench import bench
-from service.evaluation import (
+from benchmarks.evaluation import (
     METHODS,
     RADII,
     CertifySettings,
     certified_accuracy,
+    default_data,
+    default_target,
     denoiser_for,
     denoiser_table,
     format_certified_accuracy,
     run_certified_accuracy,
+    shared_dir,
 )
+from benchmarks.provenance import provenance
+from benchmarks.report import RADII as REPORT_RADII
+from service.cli.bench import bench
 from tests.conftest import LOSSLESS, _need
 
 CLASSIFIER = "cifar10-resnet20"  # shipped, small: the tests' stand-in for the ResNet-56 target
+BENCHMARKS = (
+    "adapters", "attack", "certify", "confidence-sequences", "denoisers", "load", "queries",
+    "throughput", "workers",
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +79,8 @@ def test_certified_accuracy_counts_correct_images_at_or_above_the_radius() -> No
     ]  # fmt: skip
 
 
+@pytest.mark.shared
+@pytest.mark.slow
 def test_benchmark_certifies_every_available_row_and_skips_the_rest(few_images: Path) -> None:
     settings = CertifySettings(images=4, n0=10, n=60, precision="fp32")
     report = run_certified_accuracy(CLASSIFIER, ["none", "mse"], [0.25, 0.3], few_images, settings)
@@ -83,6 +100,8 @@ def test_benchmark_certifies_every_available_row_and_skips_the_rest(few_images: 
     assert "skipped: mse at sigma 0.3 (no checkpoint)" in table
 
 
+@pytest.mark.shared
+@pytest.mark.slow
 def test_denoiser_table_measures_the_gain_over_the_noise(few_images: Path) -> None:
     report = denoiser_table(CLASSIFIER, ["none", "unet-cifar10-s0.25-mse"], [0.25, 0.5], few_images)
     rows = {(r["denoiser"]["name"], r["sigma"]): r for r in report["rows"]}
@@ -96,6 +115,8 @@ def test_denoiser_table_measures_the_gain_over_the_noise(few_images: Path) -> No
     assert all(0 <= r["accuracy"] <= 1 for r in report["rows"])
 
 
+@pytest.mark.shared
+@pytest.mark.slow
 def test_bench_command_writes_json_plot_and_table(few_images: Path, tmp_path: Path) -> None:
     out = tmp_path / "ca.json"
     result = CliRunner().invoke(
@@ -116,3 +137,68 @@ def test_bench_command_explains_missing_data(tmp_path: Path) -> None:
     result = CliRunner().invoke(bench, ["denoisers", "--data", str(tmp_path / "absent.npz")])
     assert result.exit_code == 2
     assert "absent.npz not found" in result.output
+
+
+def test_bench_lists_every_benchmark() -> None:
+    result = CliRunner().invoke(bench, ["--help"])
+    assert result.exit_code == 0, result.output
+    assert set(bench.commands) == set(BENCHMARKS)
+    commands = result.output.split("Commands:")[1]
+    listed = re.findall(r"^  (\S+)  ", commands, flags=re.MULTILINE)
+    assert sorted(listed) == sorted(BENCHMARKS)
+
+
+def test_script_benchmarks_take_their_own_arguments_through_click(tmp_path: Path) -> None:
+    help_ = CliRunner().invoke(bench, ["confidence-sequences", "--help"])
+    assert help_.exit_code == 0, help_.output
+    assert "usage: dsmooth bench confidence-sequences" in help_.output
+    assert "--streams" in help_.output  # argparse's own help, not click's
+    out = tmp_path / "cs.json"
+    args = ["--streams", "20", "--batch", "20", "--radius-streams", "0", "--p", "0.9",
+            "--radius", "0.25", "--n", "1000", "--no-plugin", "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(bench, ["confidence-sequences", *args])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["streams"] == 20 and report["n"] == 1000
+    assert report["provenance"]["device"] == "cpu"
+    wrong = CliRunner().invoke(bench, ["confidence-sequences", "--alpha", "2"])
+    assert wrong.exit_code == 2 and "alpha must lie in (0, 1)" in wrong.output
+
+
+def test_provenance_records_commit_versions_and_machine() -> None:
+    record = provenance("cpu")
+    json.dumps(record)  # it goes into the benchmark's JSON as is
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("git") and (root / ".git").exists():
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True
+        )
+        assert record["git"]["commit"] == head.stdout.strip()
+        assert re.fullmatch(r"[0-9a-f]{40}", record["git"]["commit"])
+        assert isinstance(record["git"]["dirty"], bool)
+    else:
+        assert record["git"] == {"commit": "unknown", "dirty": None}
+    assert record["versions"] == {
+        "python": platform.python_version(),
+        "torch": metadata.version("torch"),
+        "numpy": metadata.version("numpy"),
+        "denoised-smoothing": metadata.version("denoised-smoothing"),
+    }
+    assert record["device"] == "cpu"
+    machine = record["machine"]
+    assert machine["cpu_count"] == os.cpu_count() and machine["platform"] == platform.platform()
+    if Path("/proc/cpuinfo").exists():
+        assert machine["cpu"] and isinstance(machine["avx512_bf16"], bool)
+        assert isinstance(machine["amx"], bool)
+
+
+def test_one_radius_grid_and_one_shared_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert RADII is REPORT_RADII
+    monkeypatch.setenv("DSMOOTH_SHARED_DIR", str(tmp_path))
+    assert shared_dir() == tmp_path
+    assert default_data() == tmp_path / "data/cifar10/test-lossless-1000.npz"
+    assert default_target().startswith(f"cifar-resnet56:{tmp_path}/models/")
+    monkeypatch.delenv("DSMOOTH_SHARED_DIR")
+    assert shared_dir() == Path(__file__).resolve().parents[2] / "shared"

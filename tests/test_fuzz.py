@@ -12,10 +12,12 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 
-from service.app import create_app
-from service.auth import ApiKey, hash_api_key
-from service.settings import Settings
-from tests.live_server import live_server
+from service.api.app import create_app
+from service.api.auth import hash_api_key
+from service.config import ApiKey, Settings
+from service.testing.live_server import live_server
+
+pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
 
 MAX_EXAMPLES = 100
 KEY = "dsk_fuzzing_key_0123456789"

@@ -24,11 +24,12 @@ from PIL import Image
 from denoisers.checkpoints import save_checkpoint
 from denoisers.classifiers import cifar_resnet
 from denoisers.unet import UNet
-from service.app import create_app
-from service.settings import Settings
-from service.stream import GROUP, HEARTBEATS, STREAM
-from service.votes import ChunkCounts, RedisVoteStore, connect_redis
-from tests.live_server import free_port
+from service.api.app import create_app
+from service.config import Settings
+from service.core.votes import ChunkCounts
+from service.distributed.protocol import GROUP, HEARTBEATS, STREAM
+from service.distributed.redis_store import RedisVoteStore, connect_redis
+from service.testing.live_server import free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -114,6 +115,7 @@ def _same(a: dict, b: dict) -> bool:
     return all(a[k] == b[k] for k in keys)
 
 
+@pytest.mark.redis
 async def test_votes_are_stored_once_with_a_ttl(redis_url: str) -> None:
     client = connect_redis(redis_url)
     store = RedisVoteStore(client, ttl_seconds=100)
@@ -126,6 +128,8 @@ async def test_votes_are_stored_once_with_a_ttl(redis_url: str) -> None:
     await client.aclose()
 
 
+@pytest.mark.redis
+@pytest.mark.slow
 async def test_a_repeat_is_answered_from_redis_by_another_gateway(
     redis_url: str, models: dict[str, str]
 ) -> None:
@@ -137,6 +141,8 @@ async def test_a_repeat_is_answered_from_redis_by_another_gateway(
     assert _same(first, second)
 
 
+@pytest.mark.redis
+@pytest.mark.slow
 async def test_a_larger_n_reuses_stored_chunks_and_equals_a_fresh_run(
     redis_url: str, models: dict[str, str]
 ) -> None:
@@ -185,6 +191,9 @@ def _wait_for_consumers(redis_url: str, names: set[str], timeout: float = 120) -
     raise TimeoutError(f"workers {names} did not start")
 
 
+@pytest.mark.redis
+@pytest.mark.subprocess
+@pytest.mark.slow
 async def test_stream_workers_give_the_in_process_certificate(
     redis_url: str, models: dict[str, str]
 ) -> None:
@@ -206,12 +215,15 @@ async def test_stream_workers_give_the_in_process_certificate(
     assert sum(done) == 7 and all(d > 0 for d in done)  # two workers shared the 7 chunks
 
 
+@pytest.mark.redis
+@pytest.mark.subprocess
+@pytest.mark.slow
 async def test_remote_copies_come_from_stream_workers(
     redis_url: str, models: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.fakes import google as fake_google
-    from tests.fakes.common import FakeState
-    from tests.live_server import live_server
+    from service.testing.fakes import google as fake_google
+    from service.testing.fakes.common import FakeState
+    from service.testing.live_server import live_server
 
     fake = FakeState()
     with live_server(fake_google.build(fake)) as url, workers(models, redis_url):
@@ -227,6 +239,9 @@ async def test_remote_copies_come_from_stream_workers(
     assert fake.images == 2 * 64
 
 
+@pytest.mark.redis
+@pytest.mark.subprocess
+@pytest.mark.slow
 async def test_a_worker_killed_mid_chunk_is_replaced_and_nothing_changes(
     redis_url: str, models: dict[str, str]
 ) -> None:
@@ -305,6 +320,8 @@ def private_redis() -> Iterator[RedisServer]:
         server.stop()
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 async def test_a_redis_restart_mid_request_gives_a_clean_error_or_the_right_certificate(
     private_redis: RedisServer, models: dict[str, str]
 ) -> None:
@@ -324,6 +341,7 @@ async def test_a_redis_restart_mid_request_gives_a_clean_error_or_the_right_cert
         assert response.headers["content-type"] == "application/problem+json"
 
 
+@pytest.mark.slow
 async def test_unreachable_redis_makes_readyz_fail_and_requests_503(
     models: dict[str, str],
 ) -> None:

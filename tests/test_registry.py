@@ -19,6 +19,8 @@ from denoisers.registry import (
 )
 
 
+@pytest.mark.shared
+@pytest.mark.slow
 def test_third_party_resnet56_scores_at_least_92_percent(resnet56_path: Path, cifar_test) -> None:
     model = load_classifier(f"cifar-resnet56:{resnet56_path}")
     images, labels = cifar_test
@@ -40,6 +42,7 @@ def test_cifar_resnet_rejects_impossible_depths() -> None:
         CifarResNet(21)
 
 
+@pytest.mark.slow
 def test_untrained_dncnn_is_the_identity() -> None:
     x = torch.rand(2, 3, 16, 16)
     assert torch.equal(DnCNN().eval()(x), x)
@@ -47,6 +50,7 @@ def test_untrained_dncnn_is_the_identity() -> None:
     assert len(layers) == 17
 
 
+@pytest.mark.slow
 def test_weights_round_trip_through_safetensors_with_metadata(tmp_path: Path) -> None:
     torch.manual_seed(1)
     trained = DnCNN(channels=64)
@@ -59,6 +63,7 @@ def test_weights_round_trip_through_safetensors_with_metadata(tmp_path: Path) ->
     assert loaded.sigma == 0.25 and read_metadata(path)["architecture"] == "dncnn"
 
 
+@pytest.mark.slow
 def test_third_party_pickle_format_loads(tmp_path: Path) -> None:
     model = cifar_resnet(20)
     state = {f"module.{k}": v for k, v in model.state_dict().items()}
@@ -76,6 +81,7 @@ def test_unknown_names_list_the_known_ones() -> None:
         load_denoiser("cifar-resnet20")
 
 
+@pytest.mark.slow
 def test_missing_or_wrong_weights_give_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="needs weights"):
         load_denoiser("dncnn")

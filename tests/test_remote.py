@@ -12,17 +12,17 @@ import pytest
 from asgi_lifespan import LifespanManager
 from scipy.stats import beta
 
-from service.app import create_app
+from service.api.app import create_app
+from service.config import Settings
 from service.examples import example_image
-from service.settings import Settings
+from service.testing.fakes import aws as fake_aws
+from service.testing.fakes import azure as fake_azure
+from service.testing.fakes import clarifai as fake_clarifai
+from service.testing.fakes import google as fake_google
+from service.testing.fakes import kserve as fake_kserve
+from service.testing.fakes.common import FakeState
+from service.testing.live_server import live_server
 from tests.conftest import SHARED
-from tests.fakes import aws as fake_aws
-from tests.fakes import azure as fake_azure
-from tests.fakes import clarifai as fake_clarifai
-from tests.fakes import google as fake_google
-from tests.fakes import kserve as fake_kserve
-from tests.fakes.common import FakeState
-from tests.live_server import live_server
 
 pytestmark = pytest.mark.anyio
 
@@ -115,6 +115,8 @@ def _form(**fields: object) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("vendor", sorted(VENDORS))
+@pytest.mark.subprocess
+@pytest.mark.slow
 async def test_certify_with_a_remote_classifier_end_to_end(
     vendor: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -141,12 +143,18 @@ async def test_certify_with_a_remote_classifier_end_to_end(
         n_a = counts[certificate["label_key"]]
         assert certificate["p_lower"] == pytest.approx(beta.ppf(0.001, n_a, 60 - n_a + 1))
     assert billed >= 60  # every copy went to the vendor (61 with the clean query)
-    # The repeat: the same noise, so the estimation chunk comes from the vote store.
-    assert again.json()["queries"]["cached"] == 60
+    # The repeat is answered wholly from the vote store, the clean-image query included.
+    assert again.json()["queries"] == {"total": 61, "cached": 61, "failed": 0}
     assert again.json()["top_counts"] == certificate["top_counts"]
-    assert fake.images == billed + 1  # only the clean-image query went out again
+    assert (again.json()["label"], again.json()["radius"]) == (
+        certificate["label"],
+        certificate["radius"],
+    )
+    assert fake.images == billed  # nothing went out again
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 async def test_failed_copies_count_against_the_candidate(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -164,6 +172,36 @@ async def test_failed_copies_count_against_the_candidate(
     assert certificate["radius"] == 0.0
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
+async def test_failed_queries_are_never_stored_and_a_repeat_asks_again(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    form = _form(classifier="google", sigma=0.25, candidate="clean", n0=0, n=48)
+    with vendor_env("google", monkeypatch) as fake:
+        async for client in _client(settings):
+            # A quarter of the copies fail for good (the clean-image query, the first, does not).
+            fake.faults.image_error_every, fake.faults.image_error_retryable = 4, False
+            first = (await client.post("/v1/certify", **form)).json()
+            fake.faults.image_error_every = 0  # the vendor recovers
+            billed = fake.images
+            second = (await client.post("/v1/certify", **form)).json()
+            third = (await client.post("/v1/certify", **form)).json()
+            metrics = await client.get("/metrics")
+    assert first["queries"]["failed"] > 0
+    # Only the clean-image answer was stored: the chunk with failures is asked again, in full.
+    assert second["queries"] == {"total": 49, "cached": 1, "failed": 0}
+    assert fake.images - billed == 48
+    assert second["cost"] == pytest.approx(48 * 0.0015)
+    # Once answered in full, the repeat comes from the store, with the same certificate.
+    assert third["queries"] == {"total": 49, "cached": 49, "failed": 0} and third["cost"] == 0
+    assert (third["label"], third["radius"]) == (second["label"], second["radius"])
+    assert metrics.status_code == 200
+    assert 'outcome="failed"} ' in metrics.text
+
+
+@pytest.mark.subprocess
+@pytest.mark.slow
 async def test_refused_vendor_credentials_are_a_clear_error(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -177,6 +215,26 @@ async def test_refused_vendor_credentials_are_a_clear_error(
     assert "revoked-key" not in response.text and fake.images == 0
 
 
+@pytest.mark.parametrize(
+    ("vendor", "shape"),
+    [("google", "key-invalid-bare"), ("google", "permission-denied"), ("clarifai", "11102"),
+     ("aws", "UnrecognizedClientException"), ("kserve", "401-text")],
+)  # fmt: skip
+@pytest.mark.subprocess
+@pytest.mark.slow
+async def test_a_wrong_key_in_any_documented_shape_is_a_502_before_anything_is_billed(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, vendor: str, shape: str
+) -> None:
+    with vendor_env(vendor, monkeypatch) as fake:
+        fake.faults.refusal = shape
+        async for client in _client(settings):
+            response = await client.post("/v1/certify", **_form(classifier=vendor, n0=5, n=20))
+            again = await client.post("/v1/certify", **_form(classifier=vendor, n0=5, n=20))
+    assert response.status_code == again.status_code == 502, response.text
+    assert "credentials refused" in response.json()["detail"]
+    assert fake.images == 0 and fake.calls == 2  # the clean-image query of each, nothing more
+
+
 async def test_an_unconfigured_vendor_is_refused_before_sampling(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -188,6 +246,8 @@ async def test_an_unconfigured_vendor_is_refused_before_sampling(
     assert "DSMOOTH_CLARIFAI_" in response.json()["detail"]
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 async def test_paid_classifiers_are_capped_at_10000_queries(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -198,6 +258,8 @@ async def test_paid_classifiers_are_capped_at_10000_queries(
     assert fake.calls == 0
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 async def test_a_vendor_model_update_mid_certification_refuses_the_certificate(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -217,6 +279,8 @@ async def test_a_vendor_model_update_mid_certification_refuses_the_certificate(
     assert fake.model_version == "2025-01-01"
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 async def test_paid_classifiers_default_to_the_clean_candidate_and_sequential_saves(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -237,6 +301,8 @@ async def test_paid_classifiers_default_to_the_clean_candidate_and_sequential_sa
     assert savings["queries_saved"] == 2100 - certificate["queries"]["total"] > 0
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 async def test_a_request_over_its_cost_budget_is_refused_before_any_query(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

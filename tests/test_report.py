@@ -3,9 +3,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
-from service.report import PAPER_ROWS, render_report
+from benchmarks.report import PAPER_ROWS, render_report
 
 DSMOOTH = str(Path(sys.executable).with_name("dsmooth"))
 
@@ -37,6 +38,8 @@ def test_report_writes_a_plot_and_a_table(tmp_path: Path) -> None:
     assert all(f"{name} (published)" in table for name in PAPER_ROWS)
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_report_command_refuses_other_json(tmp_path: Path) -> None:
     other = tmp_path / "other.json"
     other.write_text('{"benchmark": "throughput"}')

@@ -6,14 +6,14 @@ import os
 
 import torch
 
-from service.settings import Settings
-from service.worker import (
-    LocalWorker,
+from service.config import Settings
+from service.execution.devices import (
     available_cpus,
     bytes_per_sample,
     configure_cpu_threads,
     memory_budget,
 )
+from service.execution.local import LocalSampler
 from tests.models import no_denoiser, random_conv_classifier
 
 
@@ -40,7 +40,7 @@ def test_thread_count_comes_from_the_environment(monkeypatch) -> None:
 
 
 def test_memory_per_sample_grows_with_the_image() -> None:
-    worker = LocalWorker(no_denoiser(), random_conv_classifier(), "cpu", batch_size=500)
+    worker = LocalSampler(no_denoiser(), random_conv_classifier(), "cpu", batch_size=500)
     small = bytes_per_sample(worker.model, (3, 32, 32), worker.device)
     large = bytes_per_sample(worker.model, (3, 256, 256), worker.device)
     assert small > 4 * 3 * 32 * 32  # more than the input alone
@@ -48,7 +48,7 @@ def test_memory_per_sample_grows_with_the_image() -> None:
 
 
 def test_batches_shrink_where_a_full_batch_would_not_fit_in_memory() -> None:
-    worker = LocalWorker(no_denoiser(), random_conv_classifier(), "cpu", batch_size=500)
+    worker = LocalSampler(no_denoiser(), random_conv_classifier(), "cpu", batch_size=500)
     budget = memory_budget(worker.device)
     assert budget > 0
     assert worker.batch_for((3, 32, 32)) == 500

@@ -17,13 +17,13 @@ from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.app import create_app
-from service.auth import ApiKey, hash_api_key
-from service.settings import Settings
-from tests.fakes import azure as fake_azure
-from tests.fakes import google as fake_google
-from tests.fakes.common import FakeState
-from tests.live_server import live_server
+from service.api.app import create_app
+from service.api.auth import hash_api_key
+from service.config import ApiKey, Settings
+from service.testing.fakes import azure as fake_azure
+from service.testing.fakes import google as fake_google
+from service.testing.fakes.common import FakeState
+from service.testing.live_server import live_server
 
 pytestmark = pytest.mark.anyio
 KEY = "dsk_security_test_key_42"
@@ -78,6 +78,8 @@ async def test_cors_is_closed_unless_configured() -> None:
     assert allowed.headers["access-control-allow-origin"] == "https://app.example"
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 async def test_image_urls_are_never_fetched() -> None:
     hits: list[str] = []
 
@@ -92,6 +94,8 @@ async def test_image_urls_are_never_fetched() -> None:
     assert hits == []
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 async def test_secrets_never_appear_in_logs_answers_or_errors(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

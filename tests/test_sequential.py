@@ -10,11 +10,11 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from service import betting, smoothing
-from service.pipeline import Certifier
-from service.schemas import Certificate, CertifyParams
-from service.votes import InMemoryVoteStore
-from service.worker import LocalWorker
+from service.core import betting, smoothing
+from service.core.certifier import Certifier
+from service.core.results import Certificate, CertifyParams
+from service.core.votes import InMemoryVoteStore
+from service.execution.local import LocalSampler
 from tests.models import no_denoiser, threshold_classifier
 
 SECRET = b"sequential-test-secret"
@@ -53,6 +53,7 @@ def _simulate(
     return wrong / runs
 
 
+@pytest.mark.slow
 def test_sequential_bounds_hold_under_optional_stopping() -> None:
     """p_A = 0.85 gives a true radius of 0.259 < target 0.27: every certificate is wrong."""
     alpha, runs = 0.05, 4000
@@ -60,6 +61,7 @@ def test_sequential_bounds_hold_under_optional_stopping() -> None:
     assert _simulate(0.85, 0.27, alpha, runs, naive=False) <= _limit(alpha, runs)
 
 
+@pytest.mark.slow
 def test_betting_bounds_hold_when_looked_at_after_every_chunk() -> None:
     """The target-mode plan: 32 looks, each at alpha (not alpha / 32). The target sits just
     above the true radius, where a fixed-n bound re-checked at these looks is wrong ~5% of
@@ -71,13 +73,14 @@ def test_betting_bounds_hold_when_looked_at_after_every_chunk() -> None:
     assert _simulate(0.85, target, alpha, runs, naive=False, plan=plan) <= _limit(alpha, runs)
 
 
+@pytest.mark.slow
 def test_the_check_catches_naive_re_checking_of_a_fixed_n_bound() -> None:
     alpha, runs = 0.05, 4000
     assert _simulate(0.85, 0.27, alpha, runs, naive=True) > _limit(alpha, runs)
 
 
 def _certify(p_a: float, **params: object) -> Certificate:
-    worker = LocalWorker(no_denoiser(), threshold_classifier(p_a, 0.5, SIGMA), device="cpu")
+    worker = LocalSampler(no_denoiser(), threshold_classifier(p_a, 0.5, SIGMA), device="cpu")
     secret = params.pop("secret", SECRET)
     store = params.pop("store", None)
     certifier = Certifier(worker, secret, store)  # type: ignore[arg-type]
@@ -95,6 +98,7 @@ def _certify(p_a: float, **params: object) -> Certificate:
         (0.97, 600, None),  # no target: Clopper-Pearson alpha-spending at doubling looks
     ],
 )
+@pytest.mark.slow
 def test_wrong_sequential_certificates_stay_within_alpha(
     p_a: float, n: int, target: float | None
 ) -> None:
@@ -163,7 +167,9 @@ def test_a_repeat_comes_from_the_store_in_the_same_order() -> None:
     store = InMemoryVoteStore()
     first = _certify(0.95, n=5_000, target_radius=0.3, store=store)
     again = _certify(0.95, n=5_000, target_radius=0.3, store=store)
-    assert again.queries.cached == again.n and first.queries.cached == 0
+    # Everything from the store, the clean-image candidate query included.
+    assert again.queries.cached == again.queries.total == again.n + 1
+    assert first.queries.cached == 0
     assert (again.radius, again.n, again.stop_reason) == (first.radius, first.n, first.stop_reason)
 
 

@@ -1,7 +1,11 @@
+import os
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
-from service.settings import PLACEHOLDER_SECRET, Settings
+from service.adapters.azure import AzureSettings
+from service.config import PLACEHOLDER_SECRET, Settings
 
 
 def test_development_runs_with_the_placeholder_secret(monkeypatch) -> None:
@@ -34,3 +38,20 @@ def test_production_refuses_open_access(monkeypatch) -> None:
     monkeypatch.delenv("DSMOOTH_API_KEYS", raising=False)
     with pytest.raises(ValidationError, match="DSMOOTH_API_KEYS must list"):
         Settings()
+
+
+def test_a_dotenv_file_in_the_working_directory_is_ignored() -> None:
+    dotenv = Path(".env")
+    if dotenv.exists():
+        pytest.skip("a .env exists in the working directory: it is not ours to overwrite")
+    dotenv.write_text("DSMOOTH_ENVIRONMENT=production\nDSMOOTH_AZURE_KEY=from-dotenv\n")
+    try:
+        assert Settings().environment == "development"
+        assert AzureSettings().key.get_secret_value() == ""
+    finally:
+        dotenv.unlink()
+
+
+def test_dsmooth_variables_of_the_developer_are_removed() -> None:
+    kept = ("DSMOOTH_SHARED_DIR", "DSMOOTH_CACHE_DIR")
+    assert not any(k.startswith("DSMOOTH_") and k not in kept for k in os.environ)

@@ -4,7 +4,7 @@ import math
 import pytest
 from scipy.stats import beta, norm
 
-from service import smoothing
+from service.core import smoothing
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from denoisers.checkpoints import read_metadata
-from denoisers.data import ImageSet, PhotoCrops, augment_cifar, load_image_folder
 from denoisers.registry import load_classifier, load_denoiser
-from denoisers.train_classifier import ClassifierTrainingConfig, train_classifier
-from denoisers.train_denoiser import DenoiserTrainingConfig, TrainingData, train_denoiser
+from denoisers.training.classifier import ClassifierTrainingConfig, train_classifier
+from denoisers.training.data import ImageSet, PhotoCrops, augment_cifar, load_image_folder
+from denoisers.training.denoiser import DenoiserTrainingConfig, TrainingData, train_denoiser
 
 DSMOOTH = str(Path(sys.executable).with_name("dsmooth"))
 
@@ -61,6 +61,7 @@ def test_photo_crops_are_square_unit_floats(tmp_path: Path) -> None:
     assert crops.shape == (5, 3, 48, 48) and crops.min() >= 0 and crops.max() <= 1
 
 
+@pytest.mark.slow
 def test_classifier_training_exports_a_loadable_checkpoint_and_resumes(tmp_path: Path) -> None:
     data = _image_set(64)
     out, run = tmp_path / "c.safetensors", tmp_path / "run"
@@ -75,6 +76,7 @@ def test_classifier_training_exports_a_loadable_checkpoint_and_resumes(tmp_path:
     assert read_metadata(out)["architecture"] == "cifar-resnet20"
 
 
+@pytest.mark.slow
 def test_mse_training_makes_the_denoiser_better_than_the_noise(tmp_path: Path) -> None:
     data = _image_set(256)
     config = DenoiserTrainingConfig(architecture="unet", sigma=0.25, epochs=4, batch_size=32)
@@ -89,6 +91,7 @@ def test_mse_training_makes_the_denoiser_better_than_the_noise(tmp_path: Path) -
     assert loaded.sigma == 0.25 and loaded.metadata["objective"] == "mse"
 
 
+@pytest.mark.slow
 def test_stab_fine_tuning_records_its_classifiers(tmp_path: Path) -> None:
     data = _image_set(64)
     surrogate = load_classifier_random(tmp_path)
@@ -132,6 +135,8 @@ def test_impossible_training_configs_are_refused(changes: dict, message: str) ->
         DenoiserTrainingConfig(**changes)
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_train_denoiser_cli_refuses_surrogates_with_a_target(tmp_path: Path) -> None:
     npz = tmp_path / "val.npz"
     np.savez(npz, x=np.zeros((2, 32, 32, 3), np.uint8), y=np.zeros(2), classes=np.array(["a"]))
@@ -161,6 +166,7 @@ def test_holdout_split_is_disjoint_seeded_and_complete() -> None:
         data.split(50)
 
 
+@pytest.mark.slow
 def test_a_plateau_stops_the_run_and_exports_the_best_epoch(tmp_path: Path) -> None:
     data = _image_set(64)
     # A vanishing learning rate cannot move the figure by min_delta: epoch 1 stays the best.

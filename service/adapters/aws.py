@@ -45,9 +45,6 @@ class AwsSettings(BaseSettings):
 class AwsAdapter(Adapter):
     name: ClassVar[str] = "aws"
     min_side: ClassVar[int] = 80
-    max_side: ClassVar[int] = 10_000
-    max_bytes: ClassVar[int] = 5 * 1024 * 1024
-    formats: ClassVar[tuple[str, ...]] = ("PNG", "JPEG")
     price_per_image: ClassVar[float] = 0.001
     settings_class: ClassVar[type[BaseSettings]] = AwsSettings
     settings: AwsSettings
@@ -105,7 +102,9 @@ class AwsAdapter(Adapter):
                 for item in answer.get("Labels", [])
             )
             return [Answer(labels, answer.get("LabelModelVersion"))]
-        kind = str(answer.get("__type", "")).rpartition("#")[2]
+        # JSON protocol: the error's name in ``__type`` (or the x-amzn-ErrorType header).
+        kind = str(answer.get("__type") or response.headers.get("x-amzn-ErrorType", ""))
+        kind = kind.rpartition("#")[2].partition(":")[0]
         message = str(answer.get("Message") or answer.get("message") or kind)
         if kind in _THROTTLED:  # sent as 400 (or 500), but a retryable throttle
             raise AdapterError(f"aws: {kind}: {message}", retryable=True)

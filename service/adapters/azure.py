@@ -26,9 +26,6 @@ class AzureSettings(BaseSettings):
 class AzureAdapter(Adapter):
     name: ClassVar[str] = "azure"
     min_side: ClassVar[int] = 50
-    max_side: ClassVar[int] = 16_000
-    max_bytes: ClassVar[int] = 4 * 1024 * 1024
-    formats: ClassVar[tuple[str, ...]] = ("PNG", "JPEG", "GIF", "BMP")
     price_per_image: ClassVar[float] = 0.001
     settings_class: ClassVar[type[BaseSettings]] = AzureSettings
     settings: AzureSettings

@@ -92,19 +92,11 @@ class Adapter(ABC):
     name: ClassVar[str]
     max_images_per_call: ClassVar[int] = 1
     min_side: ClassVar[int] = 1
-    max_side: ClassVar[int] = 16_000
-    max_bytes: ClassVar[int] = 4 * 1024 * 1024
-    formats: ClassVar[tuple[str, ...]] = ("PNG", "JPEG")
     price_per_image: ClassVar[float] = 0.0
     settings_class: ClassVar[type[BaseSettings]]
 
-    def __init__(
-        self,
-        client: httpx.AsyncClient,
-        settings: BaseSettings | None = None,
-        label_map: Mapping[str, str] | None = None,
-    ) -> None:
-        self.client, self.label_map = client, dict(label_map or {})
+    def __init__(self, client: httpx.AsyncClient, settings: BaseSettings | None = None) -> None:
+        self.client = client
         # Without explicit settings, read them from the environment (DSMOOTH_<VENDOR>_*).
         self.settings = settings if settings is not None else self.settings_class()
 
@@ -130,10 +122,14 @@ class Adapter(ABC):
         """
 
     def json_body(self, response: httpx.Response) -> dict[str, Any]:
-        """The answer's JSON object; a malformed answer is a retryable failure of the call."""
+        """The answer's JSON object; a malformed answer is a retryable failure of the call —
+        except a 401/403, which refuses the credentials whatever its body (an auth proxy in front
+        of the vendor answers in plain text or HTML)."""
         try:
             body = response.json()
         except ValueError as exc:
+            if response.status_code in (401, 403):
+                raise self.error_for(response, response.text[:200]) from exc
             raise AdapterError(
                 f"{self.name}: malformed answer (HTTP {response.status_code})", retryable=True
             ) from exc

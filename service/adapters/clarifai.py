@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -23,7 +24,12 @@ __all__ = ["ClarifaiAdapter", "ClarifaiSettings"]
 
 OK, MIXED = 10000, 10010
 _THROTTLED = {11005}  # CONN_THROTTLED
-_BAD_KEY = {11008, 11009, 11007}  # CONN_KEY_INVALID, CONN_KEY_NOT_FOUND, CONN_INSUFFICIENT_SCOPES
+# CONN_TOKEN_INVALID, CONN_CREDENTIALS_INVALID, CONN_INSUFFICIENT_SCOPES, CONN_KEY_INVALID,
+# CONN_KEY_NOT_FOUND
+_BAD_KEY = {11001, 11002, 11007, 11008, 11009}
+# FAILURE and CONN_INVALID_REQUEST refuse credentials when their text names them.
+_BAD_KEY_IF_SAID = {10020, 11102}
+_KEY_WORDS = re.compile(r"key|token|authori[sz]ation|credential|PAT\b", re.IGNORECASE)
 _RETRYABLE_OUTPUT = {
     11005,
     98,
@@ -46,8 +52,6 @@ class ClarifaiSettings(BaseSettings):
 class ClarifaiAdapter(Adapter):
     name: ClassVar[str] = "clarifai"
     max_images_per_call: ClassVar[int] = 128
-    max_bytes: ClassVar[int] = 20 * 1024 * 1024
-    formats: ClassVar[tuple[str, ...]] = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
     price_per_image: ClassVar[float] = 0.0012
     settings_class: ClassVar[type[BaseSettings]] = ClarifaiSettings
     settings: ClarifaiSettings
@@ -79,7 +83,9 @@ class ClarifaiAdapter(Adapter):
         status = as_object(answer.get("status"))
         code = _code(status)
         message = str(status.get("description") or status.get("details") or code)
-        if code in _BAD_KEY or response.status_code == 401:
+        said = f"{status.get('description', '')} {status.get('details', '')}"
+        refused = code in _BAD_KEY_IF_SAID and _KEY_WORDS.search(said)
+        if code in _BAD_KEY or refused or response.status_code in (401, 403):
             raise CredentialsError(f"clarifai: credentials refused ({code}): {message}")
         if code in _THROTTLED or response.status_code == 429:
             raise AdapterError(f"clarifai: throttled ({code}): {message}", retryable=True)

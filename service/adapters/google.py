@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -24,6 +25,9 @@ __all__ = ["GoogleAdapter", "GoogleSettings"]
 # DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, INTERNAL, UNAVAILABLE
 _RETRYABLE_CODES = {4, 8, 10, 13, 14}
 
+_KEY_REFUSED = {"API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED", "SERVICE_DISABLED"}
+_KEY_MESSAGE = re.compile(r"API key (not valid|expired|invalid)", re.IGNORECASE)
+
 
 class GoogleSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DSMOOTH_GOOGLE_", env_file=".env", extra="ignore")
@@ -38,8 +42,6 @@ class GoogleSettings(BaseSettings):
 class GoogleAdapter(Adapter):
     name: ClassVar[str] = "google"
     max_images_per_call: ClassVar[int] = 16
-    max_bytes: ClassVar[int] = 20 * 1024 * 1024
-    formats: ClassVar[tuple[str, ...]] = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
     price_per_image: ClassVar[float] = 0.0015
     settings_class: ClassVar[type[BaseSettings]] = GoogleSettings
     settings: GoogleSettings
@@ -73,9 +75,15 @@ class GoogleAdapter(Adapter):
         if response.status_code != 200:
             error = as_object(answer.get("error"))
             message = str(error.get("message", response.text[:200]))
-            reasons = {d.get("reason") for d in error.get("details", []) if isinstance(d, dict)}
-            # An invalid API key is a 400 INVALID_ARGUMENT with reason API_KEY_INVALID.
-            if "API_KEY_INVALID" in reasons or error.get("status") == "UNAUTHENTICATED":
+            details = error.get("details")
+            reasons = {d.get("reason") for d in details or [] if isinstance(d, dict)}
+            # An invalid or expired key is a 400 INVALID_ARGUMENT, with an ErrorInfo reason or
+            # (as often) with only its message; 401/403 refuse a token or a key's project.
+            if (
+                reasons & _KEY_REFUSED
+                or _KEY_MESSAGE.search(message)
+                or error.get("status") in ("UNAUTHENTICATED", "PERMISSION_DENIED")
+            ):
                 raise CredentialsError(f"google: credentials refused: {message}")
             raise self.error_for(response, message)
         responses = answer.get("responses", [])

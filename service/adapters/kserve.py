@@ -33,8 +33,6 @@ class KServeAdapter(Adapter):
 
     name: ClassVar[str] = "kserve"
     max_images_per_call: ClassVar[int] = 64
-    formats: ClassVar[tuple[str, ...]] = ("PNG",)
-    max_bytes: ClassVar[int] = 64 * 1024 * 1024
     settings_class: ClassVar[type[BaseSettings]] = KServeSettings
     settings: KServeSettings
 

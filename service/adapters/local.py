@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from denoisers.registry import LoadedModel, load_classifier
 from service.adapters.base import Adapter, Answer, Failure, Label
-from service.worker import resize_to
+from service.imaging import resize_to
 
 __all__ = ["LocalAdapter", "LocalAdapterSettings"]
 
@@ -34,7 +34,6 @@ class LocalAdapterSettings(BaseSettings):
 class LocalAdapter(Adapter):
     name: ClassVar[str] = "local"
     max_images_per_call: ClassVar[int] = 256
-    formats: ClassVar[tuple[str, ...]] = ("PNG",)
     settings_class: ClassVar[type[BaseSettings]] = LocalAdapterSettings
     settings: LocalAdapterSettings
 

@@ -11,24 +11,15 @@ from collections.abc import Mapping
 from importlib.metadata import entry_points
 from types import MappingProxyType
 
-import httpx
-from pydantic_settings import BaseSettings
-
 from service.adapters.base import Adapter
 
-__all__ = ["ENTRY_POINT_GROUP", "AdapterUnavailable", "adapter_class", "adapters", "create_adapter"]
+__all__ = ["ENTRY_POINT_GROUP", "AdapterUnavailable", "adapter_class", "adapters"]
 
 ENTRY_POINT_GROUP = "denoised_smoothing.adapters"
 
-_BUILTIN: dict[str, tuple[str, str | None]] = {
-    "azure": ("service.adapters.azure:AzureAdapter", None),
-    "google": ("service.adapters.google:GoogleAdapter", None),
-    "aws": ("service.adapters.aws:AwsAdapter", "pip install 'denoised-smoothing[aws]'"),
-    "clarifai": ("service.adapters.clarifai:ClarifaiAdapter", None),
-    "kserve": ("service.adapters.kserve:KServeAdapter", None),
-    "local": ("service.adapters.local:LocalAdapter", None),
-}
-# What each adapter needs at call time beyond the core dependencies.
+_DISTRIBUTION = "denoised-smoothing"  # the built-ins' entry points are this package's own
+# Install hints and what each adapter needs at call time beyond the core dependencies.
+_INSTALL_HINTS = {"aws": "pip install 'denoised-smoothing[aws]'"}
 _RUNTIME_IMPORTS = {"aws": "botocore"}
 
 
@@ -37,9 +28,14 @@ class AdapterUnavailable(LookupError):
 
 
 def adapters() -> Mapping[str, str]:
-    """Read-only view: adapter name -> ``module:Class`` (built-ins, then entry points)."""
-    found = {name: target for name, (target, _) in _BUILTIN.items()}
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
+    """Read-only view: adapter name -> ``module:Class``, from the entry-point group (this
+    package's own entries first, so a third-party name clash never replaces a built-in)."""
+    entries = sorted(
+        entry_points(group=ENTRY_POINT_GROUP),
+        key=lambda entry: entry.dist is None or entry.dist.name != _DISTRIBUTION,
+    )
+    found: dict[str, str] = {}
+    for entry in entries:
         found.setdefault(entry.name, entry.value)
     return MappingProxyType(found)
 
@@ -48,7 +44,7 @@ def adapter_class(name: str) -> type[Adapter]:
     target = adapters().get(name)
     if target is None:
         raise AdapterUnavailable(f"no adapter {name!r}; known: {', '.join(sorted(adapters()))}")
-    hint = _BUILTIN.get(name, ("", None))[1]
+    hint = _INSTALL_HINTS.get(name)
     module_name, _, class_name = target.partition(":")
     try:
         if name in _RUNTIME_IMPORTS:
@@ -60,12 +56,3 @@ def adapter_class(name: str) -> type[Adapter]:
     if not (isinstance(cls, type) and issubclass(cls, Adapter)):
         raise AdapterUnavailable(f"{target} is not an Adapter subclass")
     return cls
-
-
-def create_adapter(
-    name: str,
-    client: httpx.AsyncClient,
-    settings: BaseSettings | None = None,
-    label_map: Mapping[str, str] | None = None,
-) -> Adapter:
-    return adapter_class(name)(client, settings, label_map)

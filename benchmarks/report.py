@@ -1,0 +1,95 @@
+"""``dsmooth report BENCH.json``: certified-accuracy curves as a PNG plot and a markdown table.
+
+One line per method (a denoiser, best over sigma at every radius, as the papers report it), the
+published rows as markers for comparison.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["PAPER_ROWS", "RADII", "render_report"]
+
+# The radii of the tables (certified accuracy at r), here beside the published rows at r > 0.
+RADII = (0.0, 0.25, 0.5, 0.75, 1.0)
+# Certified accuracy (%) on CIFAR-10 at r = 0.25, 0.5, 0.75, 1.0 (reference/smoothing.md).
+PAPER_ROWS: dict[str, tuple[float, float, float, float]] = {
+    "no denoiser (Salman et al.)": (7, 3, 0, 0),
+    "denoised smoothing, black-box": (45, 20, 15, 13),
+    "denoised smoothing, white-box": (56, 41, 28, 19),
+    "Cohen et al., noise-trained": (59, 45, 31, 21),
+    "Carlini et al. 2023, diffusion": (79.3, 65.5, 48.7, 35.5),
+}
+
+
+def _curve(results: list[dict[str, Any]], radii: list[float]) -> list[float]:
+    return [
+        100 * sum(1 for r in results if r["correct"] and r["radius"] >= radius) / len(results)
+        for radius in radii
+    ]
+
+
+def _methods(report: dict[str, Any], radii: list[float]) -> dict[str, list[float]]:
+    """Per method (or denoiser), the best certified accuracy over sigma at every radius."""
+    best: dict[str, list[float]] = {}
+    for row in report["rows"]:
+        curve = _curve(row["results"], radii)
+        name = row.get("method") or row["denoiser"]["name"]
+        best[name] = [max(a, b) for a, b in zip(best.get(name, curve), curve, strict=True)]
+    return best
+
+
+def render_report(path: Path, out_dir: Path | None = None) -> tuple[Path, Path]:
+    """Write ``<stem>.png`` and ``<stem>.md`` for a certified-accuracy benchmark JSON."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    report = json.loads(path.read_text())
+    if report.get("benchmark") != "certified_accuracy" or not report.get("rows"):
+        raise ValueError(f"{path}: not a certified-accuracy benchmark (see dsmooth bench certify)")
+    out_dir = out_dir or path.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    top = max(r["radius"] for row in report["rows"] for r in row["results"]) or 1.0
+    grid = [top * 1.05 * i / 200 for i in range(201)]
+    methods = _methods(report, grid)
+
+    figure, axes = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for name, curve in methods.items():
+        axes.plot(grid, curve, label=name, linewidth=2)
+    markers = "os^Dv"
+    for (name, values), marker in zip(PAPER_ROWS.items(), markers, strict=False):
+        axes.plot(RADII[1:], values, linestyle="none", marker=marker, label=name, alpha=0.8)
+    axes.set_xlabel("L2 radius (pixel units in [0, 1])")
+    axes.set_ylabel("certified accuracy (%)")
+    classifier = report["classifier"]["name"]
+    axes.set_title(
+        f"{classifier}, n = {report['n']:,}, alpha = {report['alpha']}, "
+        f"{report['data']['count']} test images"
+    )
+    axes.set_ylim(0, 100)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    png = out_dir / f"{path.stem}.png"
+    figure.savefig(png)
+    plt.close(figure)
+
+    at_radii = _methods(report, list(RADII))
+    header = "| method | " + " | ".join(f"r = {r}" for r in RADII) + " |"
+    lines = [header, "|---" * (len(RADII) + 1) + "|"]
+    for name, ours in at_radii.items():
+        lines.append(f"| {name} (this project) | " + " | ".join(f"{v:.1f}" for v in ours) + " |")
+    for name, published in PAPER_ROWS.items():
+        cells = " | ".join(f"{v:g}" for v in published)
+        lines.append(f"| {name} (published) | - | {cells} |")
+    markdown = out_dir / f"{path.stem}.md"
+    markdown.write_text(
+        f"Certified accuracy (%), {classifier}, n = {report['n']:,}, alpha = {report['alpha']}, "
+        f"best over sigma {sorted({row['sigma'] for row in report['rows']})}, "
+        f"{report['data']['count']} test images.\n\n" + "\n".join(lines) + "\n"
+    )
+    return png, markdown

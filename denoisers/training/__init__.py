@@ -1,0 +1,1 @@
+"""Training: data, objectives, resumable run state, and the denoiser and classifier trainers."""

@@ -1,0 +1,270 @@
+"""Train a denoiser for one noise level: MSE, Stab, or Stab fine-tuning of an MSE checkpoint.
+
+Data is either an in-memory image set (CIFAR-10, augmented with crops and flips) or random crops
+of natural photos. Validation after every epoch on a fixed, seeded noise draw: PSNR of the noisy
+and denoised copies, and — when a validation classifier is given — its accuracy on the denoised
+copies and its agreement with its own clean-image answer. Resumable from ``<run_dir>/last.pt``.
+
+Long runs: ``patience`` stops on a plateau of the monitored figure (accuracy where labels and a
+classifier exist, else denoised PSNR) and exports the best epoch, not the last; ``ema`` evaluates
+and exports an exponential moving average of the weights. ``<run_dir>/curve.json`` and
+``curve.png`` are rewritten after every epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from denoisers.checkpoints import read_state, save_checkpoint
+from denoisers.registry import LoadedModel, architectures, create_model
+from denoisers.training.curves import write_curve
+from denoisers.training.data import ImageSet, PhotoCrops, augment_cifar
+from denoisers.training.objectives import OBJECTIVES, mse_loss, psnr, stab_loss
+from denoisers.training.run_state import load_run_state, save_run_state
+
+__all__ = ["DenoiserTrainingConfig", "TrainingData", "evaluate_denoiser", "train_denoiser"]
+
+
+@dataclass
+class DenoiserTrainingConfig:
+    architecture: str = "unet"
+    sigma: float = 0.25
+    objective: str = "mse"
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    steps_per_epoch: int | None = None  # None: one pass over an image set
+    init: str | None = None  # checkpoint to start from (required for mse+stab)
+    classifier_role: str = "surrogate"  # "surrogate" (black-box) or "target" (white-box)
+    bf16: bool = True
+    seed: int = 0
+    data: str = ""
+    holdout: int = 0  # training images held out for validation (0: a separate validation set)
+    patience: int | None = None  # epochs without improvement before stopping; None: run all
+    min_delta: float = 0.0  # smallest change of the monitored figure that counts as improvement
+    ema: float | None = None  # EMA decay of the weights that are evaluated and exported
+    command: str = ""  # the command line that resumes this run (recorded on the card)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES} (got {self.objective!r})")
+        if self.objective == "mse+stab" and not self.init:
+            raise ValueError("mse+stab fine-tunes an MSE checkpoint: give --init")
+        if self.classifier_role not in ("surrogate", "target"):
+            raise ValueError("classifier_role must be 'surrogate' or 'target'")
+        if self.ema is not None and not 0 < self.ema < 1:
+            raise ValueError("ema must be a decay in (0, 1)")
+        arch = architectures().get(self.architecture)
+        if arch is None or arch.kind != "denoiser" or not arch.needs_weights:
+            raise ValueError(f"{self.architecture!r} is not a trainable denoiser architecture")
+
+
+class TrainingData:
+    """Batches of clean float images in [0, 1] from an image set or from photo crops."""
+
+    def __init__(self, source: ImageSet | PhotoCrops, batch_size: int, steps: int | None) -> None:
+        self.source, self.batch_size = source, batch_size
+        if isinstance(source, ImageSet):
+            self.steps = steps or -(-len(source) // batch_size)
+        elif steps is None:
+            raise ValueError("photo crops need steps_per_epoch")
+        else:
+            self.steps = steps
+
+    def epoch(self) -> Iterator[torch.Tensor]:
+        """One epoch of ``steps`` batches, drawn lazily."""
+        if isinstance(self.source, ImageSet):
+            images = self.source.images
+            order = torch.randperm(len(self.source))[: self.steps * self.batch_size]
+            for indices in order.split(self.batch_size):
+                yield augment_cifar(images[indices]).div_(255)
+        else:
+            for _ in range(self.steps):
+                yield self.source.sample(self.batch_size)
+
+
+@torch.inference_mode()
+def evaluate_denoiser(
+    denoiser: nn.Module,
+    images: torch.Tensor,
+    sigma: float,
+    classifier: nn.Module | None = None,
+    labels: torch.Tensor | None = None,
+    batch_size: int = 250,
+) -> dict[str, float]:
+    """PSNR (noisy, denoised) and classifier accuracy/agreement on one seeded noise draw."""
+    was_training = denoiser.training
+    denoiser.eval()
+    generator = torch.Generator().manual_seed(1234)
+    noise = torch.randn(images.shape, generator=generator) * sigma
+    noisy = images + noise
+    denoised = torch.cat([denoiser(batch) for batch in noisy.split(batch_size)])
+    metrics = {"psnr_noisy": psnr(noisy, images), "psnr_denoised": psnr(denoised, images)}
+    if classifier is not None:
+        on_denoised, on_clean = (
+            torch.cat([classifier(b).argmax(1) for b in x.split(batch_size)])
+            for x in (denoised, images)
+        )
+        metrics["agreement"] = (on_denoised == on_clean).float().mean().item()
+        if labels is not None:
+            metrics["accuracy"] = (on_denoised == labels).float().mean().item()
+            metrics["clean_accuracy"] = (on_clean == labels).float().mean().item()
+    denoiser.train(was_training)
+    return metrics
+
+
+def train_denoiser(
+    config: DenoiserTrainingConfig,
+    data: TrainingData,
+    validation: ImageSet | torch.Tensor,
+    classifiers: list[LoadedModel],
+    run_dir: Path,
+    out: Path,
+    validation_classifier: LoadedModel | None = None,
+) -> dict[str, Any]:
+    """Train, validate after every epoch, export ``out``; returns the metadata written."""
+    torch.manual_seed(config.seed)
+    denoiser = create_model(config.architecture)
+    if config.init:
+        denoiser.load_state_dict(read_state(Path(config.init)))
+    denoiser = denoiser.to(memory_format=torch.channels_last).train()
+    frozen = [c.module.eval().requires_grad_(False) for c in classifiers]
+    if config.objective != "mse" and not frozen:
+        raise ValueError(f"the {config.objective} objective needs classifiers")
+    check = validation_classifier or (classifiers[0] if classifiers else None)
+    val_images = validation.floats() if isinstance(validation, ImageSet) else validation
+    val_labels = validation.labels if isinstance(validation, ImageSet) else None
+
+    optimizer = torch.optim.Adam(denoiser.parameters(), lr=config.lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=config.epochs * data.steps
+    )
+    averaged = (
+        torch.optim.swa_utils.AveragedModel(
+            denoiser, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema)
+        )
+        if config.ema is not None
+        else None
+    )
+    start_epoch, history, extra = load_run_state(run_dir, denoiser, optimizer, schedule)
+    if averaged is not None and "ema" in extra:
+        averaged.load_state_dict(extra["ema"])
+    evaluated = averaged.module if averaged is not None else denoiser
+    best: dict[str, Any] = extra.get("best", {})
+    seconds = float(extra.get("seconds", 0.0))
+    began = time.time()
+    for epoch in range(start_epoch, config.epochs):
+        if _plateaued(history, best, config.patience):
+            break
+        started = time.time()
+        bar = tqdm(data.epoch(), desc=f"epoch {epoch + 1}/{config.epochs}", total=data.steps)
+        total = 0.0
+        for clean in bar:
+            clean = clean.contiguous(memory_format=torch.channels_last)
+            noisy = clean + torch.randn_like(clean) * config.sigma
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+                denoised = denoiser(noisy)
+                if config.objective == "mse":
+                    loss = mse_loss(denoised, clean)
+                else:
+                    loss = stab_loss(denoised, clean, frozen)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            if averaged is not None:
+                averaged.update_parameters(denoiser)
+            total += loss.item()
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        metrics = evaluate_denoiser(
+            evaluated, val_images, config.sigma, check.module if check else None, val_labels
+        )
+        seconds += time.time() - started
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "images_seen": (epoch + 1) * data.steps * config.batch_size,
+                "seconds": round(seconds, 1),
+                "loss": total / data.steps,
+                **metrics,
+            }
+        )
+        tqdm.write(", ".join(f"{k} {v:.4f}" for k, v in history[-1].items()))
+        monitored = _monitored(history[-1])
+        if not best or monitored > best["value"] + config.min_delta:
+            best = {"epoch": epoch + 1, "value": monitored}
+            save_checkpoint(run_dir / "best.safetensors", evaluated.state_dict(), {})
+        save_run_state(
+            run_dir, denoiser, optimizer, schedule, epoch + 1, history,
+            {"ema": averaged.state_dict() if averaged else None, "best": best, "seconds": seconds},
+        )  # fmt: skip
+        write_curve(run_dir, history, title=f"{config.architecture} {config.objective} "
+                    f"sigma {config.sigma}")  # fmt: skip
+    final = evaluated.state_dict()
+    if best and (run_dir / "best.safetensors").exists():
+        final = read_state(run_dir / "best.safetensors")
+    best_row = next((h for h in history if h["epoch"] == best.get("epoch")), None)
+    metadata = {
+        "kind": "denoiser",
+        "architecture": config.architecture,
+        "sigma": config.sigma,
+        "objective": config.objective,
+        "classifiers": [
+            {"name": c.name, "version": c.version, "role": config.classifier_role}
+            for c in classifiers
+        ],
+        "validation_classifier": (
+            {"name": check.name, "version": check.version} if check is not None else None
+        ),
+        "version": f"{out.stem}-{time.strftime('%Y%m%d')}",
+        "training": asdict(config),
+        "validation": best_row or (history[-1] if history else {}),
+        "history": history,
+        "card": {
+            "epochs": len(history),
+            "exported_epoch": best.get("epoch"),
+            "images_seen": history[-1]["images_seen"] if history else 0,
+            "wall_seconds": round(seconds, 1),
+            "train_seconds_this_run": round(time.time() - began, 1),
+            "machine": _machine(),
+            "precision": "bf16" if config.bf16 else "fp32",
+            "stopped": "plateau" if _plateaued(history, best, config.patience) else "schedule",
+            "resume": config.command,
+        },
+    }
+    save_checkpoint(out, final, metadata)
+    (run_dir / "metadata.json").write_text(json.dumps(metadata, indent=2))
+    return metadata
+
+
+def _monitored(row: dict[str, Any]) -> float:
+    """What a plateau is judged on: accuracy where it is measured, else denoised PSNR."""
+    return float(row.get("accuracy", row["psnr_denoised"]))
+
+
+def _plateaued(history: list[dict[str, Any]], best: dict[str, Any], patience: int | None) -> bool:
+    return bool(patience is not None and best and history[-1]["epoch"] - best["epoch"] >= patience)
+
+
+def _machine() -> str:
+    """The CPU (or GPU) a run trained on, for the checkpoint card."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if "model name" in ln), "")
+    isa = "AMX" if "amx_bf16" in info else "AVX512-BF16" if "avx512_bf16" in info else "AVX2"
+    return f"{name or platform.machine()} ({isa}, {torch.get_num_threads()} threads)"

@@ -1,0 +1,105 @@
+"""The app factory: ``create_app(settings)`` builds the FastAPI gateway."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic.json_schema import models_json_schema
+
+from service.api.inputs import BodySizeLimit
+from service.api.metrics import MetricsMiddleware
+from service.api.problems import ProblemError, install_problem_handlers, problem_response
+from service.api.routes import catalog, certify, demo, health, jobs, preview
+from service.api.routes.openapi_bodies import EXTRA_SCHEMAS
+from service.api.services import Services
+from service.config import Settings
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("dsmooth")
+
+DESCRIPTION = """\
+Certified robustness for image classifiers you can only query, by denoised randomized smoothing.
+
+Send an image; the service draws noisy copies, denoises them, asks the classifier about each, and
+answers with the majority label and a **certified L2 radius** (in [0, 1] pixel units): no
+perturbation smaller than the radius can change the smoothed label, with probability at least
+1 - alpha over the service's own randomness. Errors are RFC 9457 `application/problem+json`.
+"""
+
+
+def _operation_id(route: APIRoute) -> str:
+    """Operation ids are the route functions' names: they become SDK method names."""
+    return route.name
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    services = Services(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await services.start()
+        yield
+        await services.close()
+
+    app = FastAPI(
+        title="denoised-smoothing",
+        version=version("denoised-smoothing"),
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    app.state.services = services
+    install_problem_handlers(app)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path, exc_info=exc)
+        detail = "the server failed unexpectedly; the error was logged"
+        problem = ProblemError(
+            status=500, slug="internal-error", title="Internal error", detail=detail
+        )
+        return problem_response(request, problem)
+
+    routers = (certify.router, preview.router, jobs.router, catalog.router, health.router)
+    for router in (*routers, demo.router):
+        app.include_router(router)
+    # Base64 adds a third to the image; leave room for the other fields.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes * 4 // 3 + 65_536)
+    app.add_middleware(MetricsMiddleware, metrics=services.metrics)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+        )
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            _, defs = models_json_schema(
+                [(model, "validation") for model in EXTRA_SCHEMAS],
+                ref_template="#/components/schemas/{model}",
+            )
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,178 @@
+"""What the server offers: the local models of the pool and the vendor adapters, listed for
+``/v1/classifiers`` and ``/v1/denoisers``, and the sampler of each (classifier, denoiser) pair.
+
+API clients name models only from this catalog, never by file path: a server must not load
+whatever file a request names. Remote entries are the vendor adapters, configured through their
+``DSMOOTH_<VENDOR>_*`` settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import httpx
+from pydantic import BaseModel, Field
+
+from service.adapters.base import Adapter
+from service.adapters.fanout import FanOut, FanOutPolicy
+from service.adapters.registry import AdapterUnavailable, adapter_class, adapters
+from service.config import Settings
+from service.core.certifier import Sampler
+from service.core.errors import NotConfigured, VendorUnavailable
+from service.distributed.client import StreamClient, StreamCopies, StreamSampler
+from service.execution.pool import ModelPool
+from service.execution.remote import RemoteSampler
+
+__all__ = ["Catalog", "ClassifierInfo", "DenoiserInfo"]
+
+
+class ClassifierInfo(BaseModel):
+    name: str
+    version: str
+    kind: str = Field(description="'local' (served here) or 'remote' (a vendor API)")
+    architecture: str
+    classes: int | None = Field(description="number of classes; null: open vocabulary")
+    input_size: int | None = Field(description="side the copies are resized to; null: any")
+    max_n: int = Field(description="cap on n0 + n per request")
+    price_per_query: float = Field(description="USD per query")
+    credentials_configured: bool = Field(description="whether the classifier can be queried")
+    default: bool
+
+
+class DenoiserInfo(BaseModel):
+    name: str
+    version: str
+    architecture: str
+    sigma: float | None = Field(description="noise level it was trained for; null: any")
+    objective: str | None
+    default: bool
+
+
+class Catalog:
+    """The pool's local models (loaded on first use, warmed at start-up) and the vendor
+    adapters (built on first use)."""
+
+    def __init__(self, settings: Settings, stream: StreamClient | None = None) -> None:
+        self.settings, self.stream = settings, stream
+        self.pool = ModelPool(settings)
+        self._remote: dict[str, type[Adapter]] = {}
+        for name in adapters():
+            if name == "local" or name in self.pool.specs["classifier"]:
+                continue
+            try:
+                self._remote[name] = adapter_class(name)
+            except AdapterUnavailable:
+                continue  # an optional dependency is missing: not offered
+        self._fanouts: dict[str, FanOut] = {}
+
+    def classifiers(self) -> list[ClassifierInfo]:
+        local = [
+            ClassifierInfo(
+                name=name,
+                version=model.version,
+                kind="local",
+                architecture=model.architecture,
+                classes=len(model.classes),
+                input_size=model.input_size,
+                max_n=self.settings.max_n_local,
+                price_per_query=0.0,
+                credentials_configured=True,
+                default=name == self.pool.default_classifier,
+            )
+            for name in self.pool.names("classifier")
+            for model in (self.pool.model("classifier", name),)
+        ]
+        remote = [
+            ClassifierInfo(
+                name=name,
+                version=self._adapter(name).pinned_version or "as reported",
+                kind="remote",
+                architecture=cls.__name__,
+                classes=None,
+                input_size=None,
+                max_n=self.settings.max_n_remote,
+                price_per_query=cls.price_per_image,
+                credentials_configured=self._adapter(name).configured,
+                default=False,
+            )
+            for name, cls in self._remote.items()
+        ]
+        return local + remote
+
+    def denoisers(self) -> list[DenoiserInfo]:
+        return [
+            DenoiserInfo(
+                name=name,
+                version=model.version,
+                architecture=model.architecture,
+                sigma=model.sigma,
+                objective=model.metadata.get("objective"),
+                default=name == self.pool.default_denoiser,
+            )
+            for name in self.pool.names("denoiser")
+            for model in (self.pool.model("denoiser", name),)
+        ]
+
+    def is_remote(self, classifier: str) -> bool:
+        return classifier in self._remote and classifier not in self.pool.specs["classifier"]
+
+    def denoiser_for(self, denoiser: str | None, sigma: float) -> str:
+        return self.pool.denoiser_for(denoiser, sigma)
+
+    def max_n(self, classifier: str) -> int:
+        return (
+            self.settings.max_n_remote if self.is_remote(classifier) else self.settings.max_n_local
+        )
+
+    def sampler(
+        self,
+        classifier: str | None,
+        denoiser: str | None,
+        label_map: Mapping[str, str] | None = None,
+    ) -> Sampler:
+        """The sampler for a pair, by catalog name (defaults when None)."""
+        classifier = classifier or self.pool.default_classifier
+        denoiser = denoiser or self.pool.default_denoiser
+        if self.is_remote(classifier):
+            return self._remote_sampler(classifier, denoiser, label_map)
+        local = self.pool.local_sampler(classifier, denoiser)
+        if self.stream is not None:
+            return StreamSampler(local, self.stream, self.settings.stream_noise_rng)
+        return local
+
+    def _remote_sampler(
+        self, classifier: str, denoiser: str, label_map: Mapping[str, str] | None
+    ) -> RemoteSampler:
+        adapter = self._adapter(classifier)
+        if not adapter.configured:
+            raise NotConfigured(classifier)
+        fanout = self._fanouts[classifier]
+        if fanout.breaker.open:
+            raise VendorUnavailable(classifier, fanout.policy.breaker_reset_s)
+        local = self.pool.local_denoiser(denoiser)
+        copies = None
+        if self.stream is not None:
+            copies = StreamCopies(self.stream, denoiser, self.settings.stream_noise_rng)
+        return RemoteSampler(classifier, local, fanout, label_map, copies)
+
+    def _adapter(self, name: str) -> Adapter:
+        """The adapter of a vendor, with its own connection pool and rate limiter (built once)."""
+        fanout = self._fanouts.get(name)
+        if fanout is None:
+            client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.settings.vendor_timeout_s, connect=5.0),
+                limits=httpx.Limits(max_connections=self.settings.vendor_concurrency),
+            )
+            adapter = self._remote[name](client)
+            policy = FanOutPolicy(
+                concurrency=self.settings.vendor_concurrency,
+                requests_per_second=adapter.requests_per_second,
+                deadline_s=self.settings.vendor_deadline_s,
+            )
+            fanout = self._fanouts[name] = FanOut(adapter, policy)
+        return fanout.adapter
+
+    async def close(self) -> None:
+        for fanout in self._fanouts.values():
+            await fanout.adapter.client.aclose()
+        self.pool.close()

@@ -1,0 +1,159 @@
+"""RFC 9457 problem details: every error the API returns is ``application/problem+json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.core.errors import NotConfigured, UnknownModel, VendorUnavailable
+
+__all__ = [
+    "MEDIA_TYPE",
+    "PROBLEM_RESPONSES",
+    "Problem",
+    "ProblemError",
+    "install_problem_handlers",
+    "problem_body",
+]
+
+MEDIA_TYPE = "application/problem+json"
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="the parameter at fault, dotted")
+    message: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem: what went wrong and what to change."""
+
+    type: str = Field("about:blank", description="URI reference naming the problem type")
+    title: str = Field(description="short summary of the problem type")
+    status: int = Field(description="HTTP status code")
+    detail: str = Field(description="what went wrong in this request and how to fix it")
+    instance: str | None = Field(None, description="the request path")
+    errors: list[FieldError] | None = Field(None, description="per-parameter errors")
+
+
+class ProblemError(Exception):
+    """Raise anywhere in a request to answer with a problem document."""
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        slug: str,
+        title: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        errors: list[FieldError] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status, self.slug, self.title, self.detail = status, slug, title, detail
+        self.headers, self.errors = headers, errors
+
+
+def problem_body(problem: ProblemError, instance: str | None) -> dict[str, Any]:
+    document = Problem(
+        type=f"/problems/{problem.slug}" if problem.slug else "about:blank",
+        title=problem.title,
+        status=problem.status,
+        detail=problem.detail,
+        instance=instance,
+        errors=problem.errors,
+    )
+    return document.model_dump(exclude_none=True)
+
+
+def problem_response(request: Request, problem: ProblemError) -> JSONResponse:
+    body = problem_body(problem, request.url.path)
+    return JSONResponse(body, problem.status, headers=problem.headers, media_type=MEDIA_TYPE)
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "form")]
+    return ".".join(parts) or "body"
+
+
+def domain_problem(exc: Exception) -> ProblemError | None:
+    """The problem document of a domain error raised below the API; None for any other."""
+    if isinstance(exc, UnknownModel):
+        return ProblemError(
+            status=422,
+            slug=f"unknown-{exc.kind}",
+            title=f"Unknown {exc.kind}",
+            detail=f"{exc} (GET /v1/{exc.kind}s lists them)",
+        )
+    if isinstance(exc, NotConfigured):
+        return ProblemError(
+            status=422,
+            slug="classifier-not-configured",
+            title="Classifier not configured",
+            detail=str(exc),
+        )
+    if isinstance(exc, VendorUnavailable):
+        return ProblemError(
+            status=503,
+            slug="vendor-unavailable",
+            title="Vendor unavailable",
+            detail=str(exc),
+            headers={"Retry-After": str(max(1, round(exc.retry_after_s)))},
+        )
+    return None
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ProblemError)
+    async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
+        return problem_response(request, exc)
+
+    @app.exception_handler(UnknownModel)
+    @app.exception_handler(NotConfigured)
+    @app.exception_handler(VendorUnavailable)
+    async def _domain(request: Request, exc: Exception) -> JSONResponse:
+        problem = domain_problem(exc)
+        assert problem is not None
+        return problem_response(request, problem)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [FieldError(field=_field(e["loc"]), message=e["msg"]) for e in exc.errors()]
+        detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
+        problem = ProblemError(
+            status=422, slug="invalid-parameters", title="Invalid parameters", detail=detail,
+            errors=errors,
+        )  # fmt: skip
+        return problem_response(request, problem)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+        problem = ProblemError(
+            status=exc.status_code, slug="", title=title, detail=str(exc.detail),
+            headers=dict(exc.headers or {}) or None,
+        )  # fmt: skip
+        return problem_response(request, problem)
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": description,
+        "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+    for status, description in {
+        400: "Malformed request body",
+        401: "Missing or wrong API key",
+        404: "No such resource (a job of another key does not exist for you)",
+        413: "Upload or image too large",
+        415: "Not an accepted image format",
+        422: "Invalid parameters or undecodable image",
+        429: "Budget or rate limit exhausted",
+        502: "A vendor refused the configured credentials",
+        503: "Vote store, workers or vendor unavailable, or the vendor's model changed",
+    }.items()
+}

@@ -1,0 +1,23 @@
+"""GET /v1/classifiers and GET /v1/denoisers: what this server can certify with."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service.api.catalog import ClassifierInfo, DenoiserInfo
+from service.api.problems import PROBLEM_RESPONSES
+from service.api.routes.deps import CallerDep, ServicesDep
+
+router = APIRouter(prefix="/v1", tags=["catalog"], responses=PROBLEM_RESPONSES)
+
+
+@router.get("/classifiers")
+async def list_classifiers(services: ServicesDep, caller: CallerDep) -> list[ClassifierInfo]:
+    """Classifiers with their versions, caps, prices and whether they can be queried."""
+    return services.catalog.classifiers()
+
+
+@router.get("/denoisers")
+async def list_denoisers(services: ServicesDep, caller: CallerDep) -> list[DenoiserInfo]:
+    """Denoisers with their versions and the sigma each was trained for."""
+    return services.catalog.denoisers()

@@ -1,0 +1,187 @@
+"""The engine's parameters and results: what a certification is asked and what it answers."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "CandidateSource",
+    "Certificate",
+    "CertifyParams",
+    "LabelCount",
+    "ModelRef",
+    "PredictParams",
+    "Prediction",
+    "Queries",
+    "Savings",
+    "StrictModel",
+    "Timings",
+]
+
+CandidateSource = Literal["noisy", "clean"]
+
+_EXAMPLE_COMMON: dict[str, Any] = {
+    "request_id": "5f0c2d7e9b1a4c3e8d6f7a2b1c0d9e8f",
+    "top_counts": [
+        {"label": "cat", "key": "3", "count": 962},
+        {"label": "dog", "key": "5", "count": 38},
+    ],
+    "n": 1000,
+    "alpha": 0.001,
+    "sigma": 0.25,
+    "classifier": {"name": "cifar10-resnet20", "version": "cifar10-resnet20-20261125"},
+    "denoiser": {"name": "unet-cifar10-s0.25-mse", "version": "unet-cifar10-s0.25-mse-20261125"},
+    "queries": {"total": 1100, "cached": 0, "failed": 0},
+    "cost": 0.0,
+    "timings": {"selection_s": 0.21, "estimation_s": 1.93, "total_s": 2.14},
+    "device": "cpu",
+    "precision": "fp32",
+    "image_digest": "9c1e6b0d4f3a2e1b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b",
+}
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PredictParams(StrictModel):
+    sigma: float = Field(0.25, gt=0, le=4.0, description="noise level in [0, 1] pixel units")
+    n: int = Field(10_000, ge=1, le=10_000_000, description="number of noisy samples")
+    alpha: float = Field(0.001, gt=0, lt=0.5, description="failure probability")
+
+
+class CertifyParams(PredictParams):
+    n0: int = Field(100, ge=0, le=1_000_000, description="selection samples (0 with 'clean')")
+    candidate: CandidateSource = Field(
+        "noisy",
+        description="'noisy': candidate = top class of n0 noisy samples; "
+        "'clean': the classifier's label on the clean image (one query)",
+    )
+    mode: Literal["fixed", "sequential"] = Field(
+        "fixed",
+        description="'fixed': n samples, one bound; 'sequential': sample in rounds (up to n) "
+        "with anytime-valid bounds and stop as soon as the answer is known — with a "
+        "target_radius a betting confidence sequence checked after every round, without one "
+        "Clopper-Pearson with alpha spread over looks at 2^k x first_look samples",
+    )
+    target_radius: float | None = Field(
+        None, gt=0, description="sequential: stop once this radius is certified or unreachable"
+    )
+    first_look: int = Field(32, ge=1, le=100_000, description="sequential: samples at look 1")
+    tolerance: float = Field(
+        0.02, gt=0, description="sequential without a target: stop when more samples could "
+        "raise the radius by less than this"
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.candidate == "noisy" and self.n0 < 1:
+            raise ValueError("n0 must be at least 1 when the candidate comes from noisy samples")
+        if self.mode == "fixed" and self.target_radius is not None:
+            raise ValueError("target_radius needs mode='sequential'")
+        if self.mode == "sequential" and self.first_look > self.n:
+            raise ValueError("first_look must not exceed n")
+        return self
+
+
+class ModelRef(StrictModel):
+    name: str
+    version: str
+
+
+class LabelCount(StrictModel):
+    label: str
+    key: str
+    count: int
+
+
+class Queries(StrictModel):
+    total: int = Field(description="classifier queries this result rests on")
+    cached: int = Field(0, description="of which answered from the vote store")
+    failed: int = Field(0, description="of which failed (each counted against the candidate)")
+
+
+class Timings(StrictModel):
+    selection_s: float = 0.0
+    estimation_s: float = 0.0
+    total_s: float
+
+
+class _Result(StrictModel):
+    request_id: str
+    label: str | None = Field(description="the certified (or predicted) class; null if abstained")
+    label_key: str | None = Field(description="stable key of the class (index for local models)")
+    abstained: bool
+    top_counts: list[LabelCount] = Field(description="most frequent labels of the counted samples")
+    n: int
+    alpha: float
+    sigma: float
+    classifier: ModelRef
+    denoiser: ModelRef
+    queries: Queries
+    cost: float = Field(0.0, description="estimated cost of the queries, in USD")
+    timings: Timings
+    device: str
+    precision: str
+    image_digest: str = Field(description="SHA-256 of the certified float32 pixels")
+
+
+class Savings(StrictModel):
+    fixed_n_queries: int = Field(description="queries of the fixed-n plan (n0 = 100, n = max)")
+    queries_saved: int
+    cost_saved: float = Field(description="USD")
+
+
+class Certificate(_Result):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    **_EXAMPLE_COMMON,
+                    "label": "cat",
+                    "label_key": "3",
+                    "abstained": False,
+                    "radius": 0.372541,
+                    "p_lower": 0.932851,
+                    "candidate": "cat",
+                    "candidate_source": "noisy",
+                    "n0": 100,
+                }
+            ]
+        }
+    )
+
+    radius: float = Field(description="certified L2 radius in [0, 1] pixel units (0 if abstained)")
+    p_lower: float = Field(description="(1 - alpha) lower confidence bound on p_A")
+    candidate: str | None = Field(description="the class tested, also when abstaining")
+    candidate_source: CandidateSource
+    n0: int
+    mode: Literal["fixed", "sequential"] = "fixed"
+    stop_reason: str | None = Field(
+        None,
+        description="sequential: target_certified, target_unreachable, converged, "
+        "budget_exhausted or no_candidate",
+    )
+    target_radius: float | None = None
+    savings: Savings | None = Field(None, description="sequential: against the fixed-n plan")
+
+
+class Prediction(_Result):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    **_EXAMPLE_COMMON,
+                    "queries": {"total": 1000, "cached": 0, "failed": 0},
+                    "label": "cat",
+                    "label_key": "3",
+                    "abstained": False,
+                    "p_value": 1.2e-240,
+                }
+            ]
+        }
+    )
+
+    p_value: float = Field(description="two-sided binomial test of the top two counts")

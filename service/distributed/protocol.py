@@ -1,0 +1,63 @@
+"""The Redis Stream protocol between the gateway and the workers: keys, the stream, tasks."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from service.core.noise import Chunk, Phase
+
+__all__ = [
+    "GROUP",
+    "HEARTBEATS",
+    "STREAM",
+    "ChunkTask",
+    "Entry",
+    "StreamError",
+    "as_bytes",
+    "image_key",
+]
+
+
+Entry = tuple[bytes, dict[bytes, bytes]]
+
+STREAM = "dsmooth:chunks"
+GROUP = "workers"
+HEARTBEATS = "dsmooth:workers"  # sorted set: worker name -> time of its last loop
+
+
+class StreamError(RuntimeError):
+    """A task failed in a worker, or no worker answered in time."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChunkTask:
+    """One chunk for a worker: what to compute and where to put the result."""
+
+    op: Literal["count", "copies"]  # label counts (local classifier) or PNGs (remote one)
+    chunk: Chunk
+    shape: tuple[int, ...]  # of the image stored under image_key(chunk.digest)
+    denoiser: str  # catalog names
+    classifier: str = ""  # none for copies
+    rng: str  # noise generator family: "torch-cpu" or "torch-cuda"
+    result_key: str
+    min_side: int = 1  # copies: upscaled to at least this side for the vendor
+
+    def encode(self) -> dict[str, str]:
+        return {"task": json.dumps(asdict(self))}
+
+    @classmethod
+    def decode(cls, fields: dict[bytes, bytes]) -> ChunkTask:
+        data = json.loads(fields[b"task"])
+        chunk, shape = data.pop("chunk"), tuple(data.pop("shape"))
+        chunk["phase"] = Phase(chunk["phase"])
+        return cls(**data, chunk=Chunk(**chunk), shape=shape)
+
+
+def image_key(digest: str) -> str:
+    return f"dsmooth:image:{{{digest}}}"
+
+
+def as_bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()

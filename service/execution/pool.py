@@ -1,0 +1,115 @@
+"""The model pool: the local models a process serves, by name, loaded once on first use, and
+the in-process samplers and denoisers built on them.
+
+Both the gateway (through ``service.api.catalog``) and ``dsmooth worker`` processes (through
+``service.distributed.consumer``) run chunks through a pool. Names come from the shipped
+checkpoints, the settings' default models and the operator's extra ``{name: spec}`` entries:
+a request can only name an entry, never a file.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+import torch
+
+from denoisers.registry import LoadedModel, load_model, shipped_denoiser_for, shipped_metadata
+from service.config import Settings
+from service.core.errors import UnknownModel
+from service.execution.devices import configure_cpu_threads, resolve_device
+from service.execution.local import LocalDenoiser, LocalSampler
+
+__all__ = ["ModelPool"]
+
+
+class ModelPool:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.device = resolve_device(settings.device)
+        configure_cpu_threads(settings.cpu_threads)
+        specs: dict[str, dict[str, str]] = {"classifier": {}, "denoiser": {"none": "none"}}
+        for name, metadata in shipped_metadata().items():
+            kind = metadata.get("kind")
+            if kind in specs:
+                specs[kind][name] = name
+        for kind, default in (("classifier", settings.classifier), ("denoiser", settings.denoiser)):
+            specs[kind][default.partition(":")[0]] = default
+        specs["classifier"].update(settings.extra_classifiers)
+        specs["denoiser"].update(settings.extra_denoisers)
+        self.specs = specs
+        self.default_classifier = settings.classifier.partition(":")[0]
+        self.default_denoiser = settings.denoiser.partition(":")[0]
+        self._models: dict[tuple[str, str], LoadedModel] = {}
+        self._samplers: dict[tuple[str, str], LocalSampler] = {}
+        self._denoisers: dict[str, LocalDenoiser] = {}
+        self._lock = threading.Lock()
+        # One model thread for the whole process: requests queue for the device.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsmooth-model")
+        self.warm = False
+
+    def names(self, kind: str) -> list[str]:
+        return list(self.specs[kind])
+
+    def model(self, kind: str, name: str) -> LoadedModel:
+        """The model served as ``name`` (loaded now if it was not yet); UnknownModel if none."""
+        key = (kind, name)
+        if key not in self._models:
+            spec = self.specs[kind].get(name)
+            if spec is None:
+                raise UnknownModel(kind, name, self.specs[kind])
+            with self._lock:
+                if key not in self._models:
+                    # Known by its catalog name everywhere (certificates, stream tasks).
+                    self._models[key] = replace(load_model(spec, kind), name=name)  # type: ignore[arg-type]
+        return self._models[key]
+
+    def warm_up(self) -> None:
+        """Load every model now, so that no request waits for a load (readiness says when)."""
+        for kind, entries in self.specs.items():
+            for name in entries:
+                self.model(kind, name)
+        self.warm = True
+
+    def denoiser_for(self, denoiser: str | None, sigma: float) -> str:
+        """The requested denoiser; by default the default denoiser's shipped sibling trained for
+        ``sigma`` where one is served (any denoiser gives a valid certificate, but one trained
+        for another noise level removes this one worse), else the default denoiser."""
+        if denoiser is not None:
+            return denoiser
+        sibling = shipped_denoiser_for(sigma, like=self.default_denoiser)
+        return sibling if sibling in self.specs["denoiser"] else self.default_denoiser
+
+    def local_sampler(self, classifier: str, denoiser: str) -> LocalSampler:
+        """The in-process sampler of a local pair (built once)."""
+        pair = (classifier, denoiser)
+        if pair not in self._samplers:
+            self._samplers[pair] = LocalSampler(
+                self.model("denoiser", denoiser),
+                self.model("classifier", classifier),
+                device=self.device,
+                batch_size=self.settings.batch_size,
+                executor=self._executor,
+                precision=self.settings.precision,
+                compile=self.settings.compile,
+            )
+        return self._samplers[pair]
+
+    def local_denoiser(self, denoiser: str) -> LocalDenoiser:
+        """The in-process denoiser of a remote classifier's copies (built once)."""
+        if denoiser not in self._denoisers:
+            self._denoisers[denoiser] = LocalDenoiser(
+                self.model("denoiser", denoiser),
+                device=self.device,
+                batch_size=self.settings.batch_size,
+                executor=self._executor,
+                precision=self.settings.precision,
+                compile=self.settings.compile,
+            )
+        return self._denoisers[denoiser]
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
