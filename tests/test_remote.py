@@ -313,3 +313,70 @@ async def test_a_request_over_its_cost_budget_is_refused_before_any_query(
             )
     assert response.status_code == 422 and "max_cost" in response.json()["detail"]
     assert fake.calls == 0
+
+
+BASE_KSERVE = {"model": "colours", "version": "", "label_map": None, "denoiser": "none"}
+
+
+@pytest.mark.subprocess
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("component", "change"),
+    [
+        ("endpoint URL", {"url": "second"}),
+        ("model name", {"model": "shapes"}),
+        ("pinned model version", {"version": "2"}),
+        ("label map", {"label_map": {"0": "1"}}),
+        ("denoiser", {"denoiser": "unet-cifar10-s0.25-mse"}),
+        ("adapter option", {"input_name": "pixels"}),
+        ("sigma", {"sigma": 0.5}),
+    ],
+)
+async def test_each_part_of_the_base_classifier_is_in_the_vote_store_key(
+    component: str, change: dict[str, object]
+) -> None:
+    """Certify once, change one part of the base classifier, certify again with the same vote
+    store: nothing may come from the store. The control (nothing changed) is all from it."""
+    from denoisers.registry import load_denoiser
+    from service.adapters.fanout import FanOut, FanOutPolicy
+    from service.adapters.kserve import KServeAdapter, KServeSettings
+    from service.core.certifier import Certifier
+    from service.core.results import CertifyParams
+    from service.core.votes import InMemoryVoteStore
+    from service.execution.local import LocalDenoiser
+    from service.execution.remote import RemoteSampler
+    from service.imaging import decode_image
+
+    image = decode_image(sample_photo())[:, :40, :40].contiguous()
+    store = InMemoryVoteStore()
+    with (
+        live_server(fake_kserve.build(FakeState(keys=set()), ("colours", "shapes"))) as first,
+        live_server(fake_kserve.build(FakeState(keys=set()), ("colours", "shapes"))) as second,
+    ):
+        urls = {"first": first, "second": second}
+        fanouts: dict[str, FanOut] = {}  # one per vendor configuration, as in the server
+
+        async def certify(config: dict[str, object]) -> int:
+            settings = KServeSettings(
+                url=urls[str(config.get("url", "first"))], model=str(config["model"]),
+                version=str(config["version"]),
+                input_name=str(config.get("input_name", "input")), labels=fake_kserve.LABELS,
+            )  # fmt: skip
+            async with httpx.AsyncClient() as client:
+                fanout = fanouts.setdefault(
+                    settings.model_dump_json(),
+                    FanOut(KServeAdapter(client, settings), FanOutPolicy()),
+                )
+                fanout.adapter.client = client
+                denoiser = LocalDenoiser(load_denoiser(str(config["denoiser"])), device="cpu")
+                label_map = config["label_map"]
+                sampler = RemoteSampler("kserve", denoiser, fanout, label_map)  # type: ignore[arg-type]
+                params = CertifyParams(
+                    sigma=float(config.get("sigma", 0.25)), n0=8, n=24, alpha=0.01
+                )
+                result = await Certifier(sampler, b"test-secret", store).certify(image, params)
+            return result.queries.cached
+
+        assert await certify(BASE_KSERVE) == 0
+        assert await certify(BASE_KSERVE) == 24 + 8  # the control: all from the store
+        assert await certify({**BASE_KSERVE, **change}) == 0, component

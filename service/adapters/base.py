@@ -14,6 +14,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 
 import httpx
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
 __all__ = [
@@ -84,6 +85,10 @@ class CredentialsError(AdapterError):
         super().__init__(message, retryable=False)
 
 
+# Settings that do not change what a classifier answers: pacing, and who pays (credentials are
+# SecretStr and left out by type).
+_NOT_IDENTITY = frozenset({"requests_per_second", "access_key_id", "project"})
+
 class Adapter(ABC):
     """One vendor. Subclasses set the class variables and implement :meth:`classify`.
 
@@ -99,6 +104,18 @@ class Adapter(ABC):
         self.client = client
         # Without explicit settings, read them from the environment (DSMOOTH_<VENDOR>_*).
         self.settings = settings if settings is not None else self.settings_class()
+
+    @property
+    def identity(self) -> dict[str, object]:
+        """What names the classifier behind this adapter: every setting but credentials and
+        pacing (endpoint, API version, model and version, label options). Part of every noise
+        seed and vote-store key, so a changed setting never reuses another classifier's votes."""
+        values = self.settings.model_dump(mode="python")
+        return {
+            key: value
+            for key, value in sorted(values.items())
+            if key not in _NOT_IDENTITY and not isinstance(value, SecretStr)
+        }
 
     @property
     def requests_per_second(self) -> float:

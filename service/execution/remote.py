@@ -65,10 +65,13 @@ class RemoteSampler:
     @property
     def stream_params(self) -> dict[str, object]:
         mapping = json.dumps(self.label_map, sort_keys=True).encode()
+        identity = json.dumps(self.adapter.identity, sort_keys=True, default=str).encode()
         return {
             "denoiser": f"{self.denoising.denoiser.name}@{self.denoising.denoiser.version}",
             "classifier": f"{self.classifier_ref.name}@{self.adapter.pinned_version}",
             "adapter": self.adapter.name,
+            "vendor": hashlib.sha256(identity).hexdigest()[:16],
+            "encoding": "png",
             "min_side": self.adapter.min_side,
             "label_map": hashlib.sha256(mapping).hexdigest()[:16],
             "rng": self.copies.rng,

@@ -20,12 +20,14 @@ LABELS = list(PixelLabeler.NAMES)
 REFUSALS = ("401", "403", "401-text")
 
 
-def build(state: FakeState, model: str = "colours") -> Starlette:
+def build(state: FakeState, model: str | tuple[str, ...] = "colours") -> Starlette:
+    models = (model,) if isinstance(model, str) else model
+
     labeler = PixelLabeler()
 
     async def infer(request: Request) -> Response:
         state.calls += 1
-        if request.path_params["model"] != model:
+        if request.path_params["model"] not in models:
             return JSONResponse(
                 {"error": f"Request for unknown model: '{request.path_params['model']}'"}, 400
             )
