@@ -89,6 +89,7 @@ class CredentialsError(AdapterError):
 # SecretStr and left out by type).
 _NOT_IDENTITY = frozenset({"requests_per_second", "access_key_id", "project"})
 
+
 class Adapter(ABC):
     """One vendor. Subclasses set the class variables and implement :meth:`classify`.
 

@@ -29,11 +29,13 @@ from service.api.problems import FieldError, Problem, ProblemError, domain_probl
 from service.api.schemas import CertifyOptions, PredictOptions, Preview, PreviewOptions
 from service.config import Settings
 from service.core.certifier import Certifier, ModelVersionChanged, Progress
+from service.core.ledger import InMemoryLedger, Ledger
 from service.core.noise import Chunk, Phase
 from service.core.results import Certificate, CertifyParams, Prediction, PredictParams
 from service.core.votes import InMemoryVoteStore, VoteStore
 from service.distributed.client import StreamClient, workers_alive
 from service.distributed.protocol import StreamError
+from service.distributed.redis_ledger import RedisLedger
 from service.distributed.redis_store import RedisVoteStore, connect_redis
 from service.imaging import ImageDecodeError, decode_image
 
@@ -69,6 +71,9 @@ class Services:
             RedisVoteStore(self.redis, settings.vote_ttl_seconds)
             if self.redis is not None
             else InMemoryVoteStore()
+        )
+        self.ledger: Ledger = (
+            RedisLedger(self.redis) if self.redis is not None else InMemoryLedger()
         )
         self.jobs = JobManager(settings.job_ttl_seconds, settings.max_jobs)
         self.metrics = Metrics()
@@ -133,7 +138,7 @@ class Services:
             )
         self.budgets.check(principal, planned)
         image = await self._decode(image_bytes, self.settings.max_pixels)
-        certifier = Certifier(sampler, self.settings.secret_bytes, self.store)
+        certifier = Certifier(sampler, self.settings.secret_bytes, self.store, self.ledger)
         return Prepared(certifier, image, params, planned)
 
     async def preview(self, options: PreviewOptions, image_bytes: bytes) -> Preview:

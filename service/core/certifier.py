@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from service.core import smoothing
+from service.core.ledger import Ledger, ledger_key, stream_id
 from service.core.noise import (
     DEFAULT_CHUNK_SIZE,
     Chunk,
@@ -26,6 +27,7 @@ from service.core.results import (
     Certificate,
     CertifyParams,
     LabelCount,
+    LedgerPosition,
     ModelRef,
     Prediction,
     PredictParams,
@@ -118,18 +120,34 @@ class _CommonFields(TypedDict):
 
 class Certifier:
     """CERTIFY and PREDICT on a :class:`Sampler`, noise seeded by ``secret``, votes memoised in
-    ``store`` when one is given."""
+    ``store`` when one is given.
 
-    def __init__(self, sampler: Sampler, secret: bytes, store: VoteStore | None = None) -> None:
+    With a ``ledger`` (the service always has one) each certificate spends only its stream's
+    share of alpha, so that no sequence of requests for one image can fish for a wrong
+    certificate (rule 9, :mod:`service.core.ledger`). Without one, each certificate holds at its
+    alpha on its own — what a single request or a benchmark needs."""
+
+    def __init__(
+        self,
+        sampler: Sampler,
+        secret: bytes,
+        store: VoteStore | None = None,
+        ledger: Ledger | None = None,
+    ) -> None:
         if not secret:
             raise ValueError("the server secret must not be empty")
-        self.sampler, self.store, self._secret = sampler, store, secret
+        self.sampler, self.store, self.ledger, self._secret = sampler, store, ledger, secret
 
     async def certify(
         self, image: torch.Tensor, params: CertifyParams, progress: Progress | None = None
     ) -> Certificate:
         start = time.perf_counter()
         digest = image_digest(image)
+        requested, entry = params, None
+        if self.ledger is not None:
+            key = ledger_key(digest, self.sampler.stream_params)
+            entry = await self.ledger.admit(key, stream_id(_stream_parts(params, image)))
+            params = params.model_copy(update={"alpha": params.alpha * entry.share})
         noisy_selection = params.candidate == "noisy"
         tracker = _Tracker(params.n + (params.n0 if noisy_selection else 0), progress)
         # Model versions and label names seen, shared by both phases.
@@ -162,7 +180,12 @@ class Certifier:
             failed=selection.failed + estimation.failed,
         )
         return Certificate(
-            **self._common(digest, estimation, params, n=result.n),
+            **self._common(digest, estimation, requested, n=result.n),
+            ledger=None
+            if entry is None
+            else LedgerPosition(
+                stream=entry.position, issued_before=entry.issued_before, alpha_spent=params.alpha
+            ),
             queries=queries,
             cost=self._cost(queries),
             label=self._name(result.label, names),
@@ -372,6 +395,22 @@ class _Tracker:
         self.planned = self.done
         if self.progress is not None:
             self.progress(self.done, self.planned)
+
+
+def _stream_parts(params: CertifyParams, image: torch.Tensor) -> dict[str, object]:
+    """What selects a certificate's noise and bound: requests that agree on these read one
+    stream (and share one ledger position); any difference is a new stream."""
+    chunk = chunk_size_for(tuple(image.shape))
+    parts: dict[str, object] = {"sigma": params.sigma, "candidate": params.candidate}
+    if params.candidate == "noisy":
+        parts["n0"] = params.n0
+    if params.mode == "fixed":  # Clopper-Pearson holds at one n only
+        return {**parts, "bound": "clopper-pearson", "chunk": chunk, "n": params.n}
+    unit = min(params.first_look, chunk)
+    if params.target_radius is None:  # alpha spent over one schedule of looks
+        return {**parts, "bound": "cp-spending", "chunk": unit, "n": params.n,
+                "first_look": params.first_look}  # fmt: skip
+    return {**parts, "bound": "betting", "chunk": unit}  # valid at every look of every length
 
 
 def _key(label: object | None) -> str | None:

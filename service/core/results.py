@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "CandidateSource",
     "Certificate",
     "CertifyParams",
     "LabelCount",
+    "LedgerPosition",
     "ModelRef",
     "PredictParams",
     "Prediction",
@@ -21,6 +22,7 @@ __all__ = [
 ]
 
 CandidateSource = Literal["noisy", "clean"]
+SIGMA_DECIMALS = 4  # sigma is certified on this grid
 
 _EXAMPLE_COMMON: dict[str, Any] = {
     "request_id": "5f0c2d7e9b1a4c3e8d6f7a2b1c0d9e8f",
@@ -47,9 +49,21 @@ class StrictModel(BaseModel):
 
 
 class PredictParams(StrictModel):
-    sigma: float = Field(0.25, gt=0, le=4.0, description="noise level in [0, 1] pixel units")
+    sigma: float = Field(
+        0.25, gt=0, le=4.0,
+        description="noise level in [0, 1] pixel units, on a grid of 1e-4 (0.2500001 is 0.25: "
+        "sigma in the 7th decimal is no fresh chance at a certificate)",
+    )  # fmt: skip
     n: int = Field(10_000, ge=1, le=10_000_000, description="number of noisy samples")
     alpha: float = Field(0.001, gt=0, lt=0.5, description="failure probability")
+
+    @field_validator("sigma")
+    @classmethod
+    def _on_the_grid(cls, sigma: float) -> float:
+        snapped = round(sigma, SIGMA_DECIMALS)
+        if snapped <= 0:
+            raise ValueError(f"sigma must be at least {10.0**-SIGMA_DECIMALS:g}")
+        return snapped
 
 
 class CertifyParams(PredictParams):
@@ -128,6 +142,18 @@ class _Result(StrictModel):
     image_digest: str = Field(description="SHA-256 of the certified float32 pixels")
 
 
+class LedgerPosition(StrictModel):
+    """Where the certificate stands among those the service issued for its image and base
+    classifier (rule 9)."""
+
+    stream: int = Field(description="its stream's number for this image and classifier, from 1")
+    issued_before: int = Field(description="certificates issued for them before this one")
+    alpha_spent: float = Field(
+        description="the failure probability this certificate was computed at: alpha times "
+        "6 / (pi^2 stream^2), so that all certificates for the image together stay within alpha"
+    )
+
+
 class Savings(StrictModel):
     fixed_n_queries: int = Field(description="queries of the fixed-n plan (n0 = 100, n = max)")
     queries_saved: int
@@ -166,6 +192,9 @@ class Certificate(_Result):
     )
     target_radius: float | None = None
     savings: Savings | None = Field(None, description="sequential: against the fixed-n plan")
+    ledger: LedgerPosition | None = Field(
+        None, description="the certificate's place in the service's ledger (null: none kept)"
+    )
 
 
 class Prediction(_Result):

@@ -332,6 +332,8 @@ export interface components {
              * @description stable key of the class (index for local models)
              */
             label_key: string | null;
+            /** @description the certificate's place in the service's ledger (null: none kept) */
+            ledger?: components["schemas"]["LedgerPosition"] | null;
             /**
              * Mode
              * @default fixed
@@ -453,7 +455,7 @@ export interface components {
             n0?: number;
             /**
              * Sigma
-             * @description noise level in [0, 1] pixel units
+             * @description noise level in [0, 1] pixel units, on a grid of 1e-4 (0.2500001 is 0.25: sigma in the 7th decimal is no fresh chance at a certificate)
              * @default 0.25
              */
             sigma?: number;
@@ -649,7 +651,7 @@ export interface components {
             operation?: "certify" | "predict";
             /**
              * Sigma
-             * @description noise level in [0, 1] pixel units
+             * @description noise level in [0, 1] pixel units, on a grid of 1e-4 (0.2500001 is 0.25: sigma in the 7th decimal is no fresh chance at a certificate)
              * @default 0.25
              */
             sigma?: number;
@@ -698,6 +700,28 @@ export interface components {
             key: string;
             /** Label */
             label: string;
+        };
+        /**
+         * LedgerPosition
+         * @description Where the certificate stands among those the service issued for its image and base
+         *     classifier (rule 9).
+         */
+        LedgerPosition: {
+            /**
+             * Alpha Spent
+             * @description the failure probability this certificate was computed at: alpha times 6 / (pi^2 stream^2), so that all certificates for the image together stay within alpha
+             */
+            alpha_spent: number;
+            /**
+             * Issued Before
+             * @description certificates issued for them before this one
+             */
+            issued_before: number;
+            /**
+             * Stream
+             * @description its stream's number for this image and classifier, from 1
+             */
+            stream: number;
         };
         /** ModelRef */
         ModelRef: {
@@ -759,7 +783,7 @@ export interface components {
             n?: number;
             /**
              * Sigma
-             * @description noise level in [0, 1] pixel units
+             * @description noise level in [0, 1] pixel units, on a grid of 1e-4 (0.2500001 is 0.25: sigma in the 7th decimal is no fresh chance at a certificate)
              * @default 0.25
              */
             sigma?: number;

@@ -21,6 +21,7 @@ from .job_request_operation import JobRequestOperation
 from .job_state import JobState
 from .job_view import JobView
 from .label_count import LabelCount
+from .ledger_position import LedgerPosition
 from .model_ref import ModelRef
 from .predict_request import PredictRequest
 from .predict_request_label_map_type_0 import PredictRequestLabelMapType0
@@ -54,6 +55,7 @@ __all__ = (
     "JobState",
     "JobView",
     "LabelCount",
+    "LedgerPosition",
     "ModelRef",
     "Prediction",
     "PredictRequest",

@@ -11,6 +11,7 @@ from ..types import UNSET, Unset
 
 if TYPE_CHECKING:
     from ..models.label_count import LabelCount
+    from ..models.ledger_position import LedgerPosition
     from ..models.model_ref import ModelRef
     from ..models.queries import Queries
     from ..models.savings import Savings
@@ -45,6 +46,7 @@ class Certificate:
         timings (Timings):
         top_counts (list[LabelCount]): most frequent labels of the counted samples
         cost (float | Unset): estimated cost of the queries, in USD Default: 0.0.
+        ledger (LedgerPosition | None | Unset): the certificate's place in the service's ledger (null: none kept)
         mode (CertificateMode | Unset):  Default: CertificateMode.FIXED.
         savings (None | Savings | Unset): sequential: against the fixed-n plan
         stop_reason (None | str | Unset): sequential: target_certified, target_unreachable, converged, budget_exhausted
@@ -73,12 +75,14 @@ class Certificate:
     timings: Timings
     top_counts: list[LabelCount]
     cost: float | Unset = 0.0
+    ledger: LedgerPosition | None | Unset = UNSET
     mode: CertificateMode | Unset = CertificateMode.FIXED
     savings: None | Savings | Unset = UNSET
     stop_reason: None | str | Unset = UNSET
     target_radius: float | None | Unset = UNSET
 
     def to_dict(self) -> dict[str, Any]:
+        from ..models.ledger_position import LedgerPosition  # noqa: PLC0415
         from ..models.savings import Savings  # noqa: PLC0415
 
         abstained = self.abstained
@@ -128,6 +132,14 @@ class Certificate:
             top_counts.append(top_counts_item)
 
         cost = self.cost
+
+        ledger: dict[str, Any] | None | Unset
+        if isinstance(self.ledger, Unset):
+            ledger = UNSET
+        elif isinstance(self.ledger, LedgerPosition):
+            ledger = self.ledger.to_dict()
+        else:
+            ledger = self.ledger
 
         mode: str | Unset = UNSET
         if not isinstance(self.mode, Unset):
@@ -181,6 +193,8 @@ class Certificate:
         )
         if cost is not UNSET:
             field_dict["cost"] = cost
+        if ledger is not UNSET:
+            field_dict["ledger"] = ledger
         if mode is not UNSET:
             field_dict["mode"] = mode
         if savings is not UNSET:
@@ -195,6 +209,7 @@ class Certificate:
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
         from ..models.label_count import LabelCount  # noqa: PLC0415
+        from ..models.ledger_position import LedgerPosition  # noqa: PLC0415
         from ..models.model_ref import ModelRef  # noqa: PLC0415
         from ..models.queries import Queries  # noqa: PLC0415
         from ..models.savings import Savings  # noqa: PLC0415
@@ -263,6 +278,23 @@ class Certificate:
 
         cost = d.pop("cost", UNSET)
 
+        def _parse_ledger(data: object) -> LedgerPosition | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                ledger_type_0 = LedgerPosition.from_dict(data)
+
+                return ledger_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(LedgerPosition | None | Unset, data)
+
+        ledger = _parse_ledger(d.pop("ledger", UNSET))
+
         _mode = d.pop("mode", UNSET)
         mode: CertificateMode | Unset
         if isinstance(_mode, Unset):
@@ -327,6 +359,7 @@ class Certificate:
             timings=timings,
             top_counts=top_counts,
             cost=cost,
+            ledger=ledger,
             mode=mode,
             savings=savings,
             stop_reason=stop_reason,
