@@ -3,6 +3,7 @@ and the API-key records they hold. No torch here: every layer reads the settings
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal, Self
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
@@ -93,6 +94,21 @@ class Settings(BaseSettings):
     job_ttl_seconds: float = Field(3600, gt=0, description="how long finished jobs are kept")
     max_jobs: int = Field(1000, gt=0, description="jobs kept in memory at most")
 
+    signing_key: SecretStr | None = Field(
+        None,
+        description="Ed25519 private key (PEM, PKCS#8) that signs certificates; required outside "
+        "development, where one is made and kept in signing_key_file",
+    )
+    signing_key_file: Path = Field(
+        Path.home() / ".cache" / "dsmooth" / "signing-key.pem",
+        description="development only: where the generated signing key is kept",
+    )
+    retired_signing_keys: list[dict[str, str]] = Field(
+        default_factory=list,
+        description="public JWKs of earlier signing keys, still published so that the "
+        "certificates they signed keep verifying (key rotation)",
+    )
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Self:
         if self.environment == "development":
@@ -107,6 +123,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "DSMOOTH_API_KEYS must list at least one key outside development "
                 "(open access is for local development only); see `dsmooth new-api-key`"
+            )
+        if self.signing_key is None:
+            raise ValueError(
+                "DSMOOTH_SIGNING_KEY must hold the Ed25519 private key (PEM) that signs "
+                "certificates outside development; `dsmooth new-signing-key` makes one"
             )
         return self
 

@@ -135,6 +135,28 @@ async def test_predict_answers_with_a_p_value(client: httpx.AsyncClient) -> None
     assert {"p_value", "abstained", "label"} <= response.json().keys()
 
 
+async def test_certificates_and_job_results_verify_with_the_published_keys(
+    client: httpx.AsyncClient,
+) -> None:
+    from service.core.signing import verify_certificate
+
+    keys = (await client.get("/v1/signing-keys")).json()
+    assert keys["keys"][0]["kty"] == "OKP" and keys["keys"][0]["crv"] == "Ed25519"
+    direct = (await client.post("/v1/certify", **_upload(_photo(5), n0=20, n=100))).json()
+    assert verify_certificate(direct, keys) == []
+    created = await client.post("/v1/jobs", **_upload(_photo(5), n0=20, n=200))
+    job_url = created.headers["location"]
+    for _ in range(600):
+        job = (await client.get(job_url)).json()
+        if job["state"] in ("succeeded", "failed"):
+            break
+        await asyncio.sleep(0.05)
+    assert job["state"] == "succeeded", job
+    assert verify_certificate(job["result"], keys) == []
+    # Both read streams of one image: the ledger counts them in order.
+    assert (direct["ledger"]["stream"], job["result"]["ledger"]["stream"]) == (1, 2)
+
+
 async def test_catalog_lists_models_with_versions(client: httpx.AsyncClient) -> None:
     classifiers = (await client.get("/v1/classifiers")).json()
     denoisers = (await client.get("/v1/denoisers")).json()

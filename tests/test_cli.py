@@ -134,3 +134,20 @@ def test_statistics_stay_free_of_torch() -> None:
     code = "import sys, service.core.smoothing; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False"
+
+
+def test_verify_accepts_a_cli_certificate_and_rejects_a_tampered_one(
+    example_png: Path, tmp_path: Path
+) -> None:
+    certified = _run("certify", str(example_png), "--n", "200", "--n0", "20", "--json")
+    assert certified.returncode == 0, certified.stderr
+    certificate, keys = tmp_path / "certificate.json", tmp_path / "keys.json"
+    certificate.write_text(certified.stdout)
+    keys.write_text(_run("signing-keys").stdout)
+    good = _run("verify", str(certificate), "--key", str(keys), "--image", str(example_png))
+    assert good.returncode == 0 and good.stdout.startswith("valid (signature, arithmetic, image")
+    document = json.loads(certified.stdout)
+    document["radius"] = document["radius"] + 0.05
+    certificate.write_text(json.dumps(document))
+    bad = _run("verify", str(certificate), "--key", str(keys))
+    assert bad.returncode == 1 and "signature does not match" in bad.stderr

@@ -6,6 +6,7 @@ from pydantic import ValidationError
 
 from service.adapters.azure import AzureSettings
 from service.config import PLACEHOLDER_SECRET, Settings
+from service.core.signing import new_private_key_pem
 
 
 def test_development_runs_with_the_placeholder_secret(monkeypatch) -> None:
@@ -27,9 +28,18 @@ def test_settings_come_from_the_environment(monkeypatch) -> None:
     monkeypatch.setenv("DSMOOTH_SECRET", "a" * 32)
     monkeypatch.setenv("DSMOOTH_BATCH_SIZE", "64")
     monkeypatch.setenv("DSMOOTH_API_KEYS", '[{"name": "ci", "sha256": "' + "0" * 64 + '"}]')
+    monkeypatch.setenv("DSMOOTH_SIGNING_KEY", new_private_key_pem().decode())
     settings = Settings()
     assert settings.batch_size == 64 and settings.secret_bytes == b"a" * 32
     assert "a" * 32 not in repr(settings)
+
+
+def test_production_refuses_to_start_without_a_signing_key(monkeypatch) -> None:
+    monkeypatch.setenv("DSMOOTH_ENVIRONMENT", "production")
+    monkeypatch.setenv("DSMOOTH_SECRET", "c" * 32)
+    monkeypatch.setenv("DSMOOTH_API_KEYS", '[{"name": "ci", "sha256": "' + "0" * 64 + '"}]')
+    with pytest.raises(ValidationError, match="DSMOOTH_SIGNING_KEY must hold"):
+        Settings()
 
 
 def test_production_refuses_open_access(monkeypatch) -> None:

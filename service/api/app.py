@@ -18,7 +18,7 @@ from pydantic.json_schema import models_json_schema
 from service.api.inputs import BodySizeLimit
 from service.api.metrics import MetricsMiddleware
 from service.api.problems import ProblemError, install_problem_handlers, problem_response
-from service.api.routes import catalog, certify, demo, health, jobs, preview
+from service.api.routes import catalog, certify, demo, health, jobs, keys, preview
 from service.api.routes.openapi_bodies import EXTRA_SCHEMAS
 from service.api.services import Services
 from service.config import Settings
@@ -71,7 +71,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         return problem_response(request, problem)
 
-    routers = (certify.router, preview.router, jobs.router, catalog.router, health.router)
+    routers = (
+        certify.router,
+        preview.router,
+        jobs.router,
+        catalog.router,
+        keys.router,
+        health.router,
+    )
     for router in (*routers, demo.router):
         app.include_router(router)
     # Base64 adds a third to the image; leave room for the other fields.

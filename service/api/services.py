@@ -32,6 +32,7 @@ from service.core.certifier import Certifier, ModelVersionChanged, Progress
 from service.core.ledger import InMemoryLedger, Ledger
 from service.core.noise import Chunk, Phase
 from service.core.results import Certificate, CertifyParams, Prediction, PredictParams
+from service.core.signing import Signer
 from service.core.votes import InMemoryVoteStore, VoteStore
 from service.distributed.client import StreamClient, workers_alive
 from service.distributed.protocol import StreamError
@@ -75,6 +76,7 @@ class Services:
         self.ledger: Ledger = (
             RedisLedger(self.redis) if self.redis is not None else InMemoryLedger()
         )
+        self.signer = signer_for(settings)
         self.jobs = JobManager(settings.job_ttl_seconds, settings.max_jobs)
         self.metrics = Metrics()
         self.auth = Authenticator(settings.api_keys, settings.open_access)
@@ -180,7 +182,7 @@ class Services:
     ) -> Certificate:
         assert isinstance(prepared.params, CertifyParams)
         run = prepared.certifier.certify(prepared.image, prepared.params, progress)
-        return await self._spend(principal, prepared.planned, run)
+        return self.signer.signed(await self._spend(principal, prepared.planned, run))
 
     async def predict(
         self, principal: Principal, prepared: Prepared, progress: Progress | None = None
@@ -223,6 +225,15 @@ class Services:
             self.budgets.refund(principal, planned - spent)
         self.metrics.record(result)
         return result
+
+
+def signer_for(settings: Settings) -> Signer:
+    """The signing key of the settings; in development without one, a key made once and kept
+    in ``signing_key_file`` (so that its certificates keep verifying across restarts)."""
+    retired = settings.retired_signing_keys
+    if settings.signing_key is not None:
+        return Signer.from_pem(settings.signing_key.get_secret_value().encode(), retired)
+    return Signer.load_or_create(settings.signing_key_file)
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

@@ -26,12 +26,15 @@ from denoisers.registry import (
     shipped_checkpoints,
 )
 from service.api.auth import hash_api_key, new_api_key
+from service.api.services import signer_for
 from service.cli.bench import bench
 from service.cli.train import train_classifier_command, train_denoiser_command
 from service.config import ApiKey, Settings
 from service.core.certifier import Certifier, Progress
 from service.core.errors import UnknownModel
+from service.core.noise import image_digest
 from service.core.results import Certificate, CertifyParams, Prediction, PredictParams
+from service.core.signing import new_private_key_pem, verify_certificate
 from service.examples import EXAMPLES, write_example
 from service.execution.pool import ModelPool
 from service.imaging import ImageDecodeError, load_image
@@ -173,7 +176,7 @@ def certify(
     certifier = _certifier(classifier, denoiser, device, batch_size, params.sigma)
     with _Bar(progress) as bar:
         result = asyncio.run(certifier.certify(pixels, params, bar))
-    _print(result, as_json)
+    _print(signer_for(Settings()).signed(result), as_json)
 
 
 @cli.command()
@@ -302,6 +305,47 @@ def new_api_key_command(name: str, daily_queries: int | None) -> None:
     entry = ApiKey(name=name, sha256=hash_api_key(key), daily_queries=daily_queries)
     click.echo(f"key (shown once): {key}")
     click.echo(f"DSMOOTH_API_KEYS entry: {entry.model_dump_json()}")
+
+
+@cli.command("new-signing-key")
+def new_signing_key_command() -> None:
+    """Make an Ed25519 signing key (PEM) for DSMOOTH_SIGNING_KEY."""
+    click.echo(new_private_key_pem().decode(), nl=False)
+
+
+@cli.command("signing-keys")
+def signing_keys_command() -> None:
+    """Print the public keys (JWKS) that verify this configuration's certificates, as
+    GET /v1/signing-keys serves them."""
+    click.echo(json.dumps(signer_for(Settings()).jwks(), indent=2))
+
+
+@cli.command()
+@click.argument("certificate", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--key", "keys", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              required=True, help="the JWKS from GET /v1/signing-keys (or one JWK)")  # fmt: skip
+@click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="also check that this is the certified image")  # fmt: skip
+def verify(certificate: Path, keys: Path, image: Path | None) -> None:
+    """Check a certificate offline: its signature, its arithmetic (the bound recomputed from
+    the counts, the radius from the bound) and, with --image, the image. Exit 1 if invalid."""
+    try:
+        document = json.loads(certificate.read_text())
+        key_set = json.loads(keys.read_text())
+    except (OSError, ValueError) as exc:
+        raise click.UsageError(f"cannot read the certificate or the keys: {exc}") from exc
+    if not isinstance(document, dict) or not isinstance(key_set, dict):
+        raise click.UsageError("the certificate and the keys must be JSON objects")
+    digest = image_digest(load_image(image)) if image is not None else None
+    problems = verify_certificate(document, key_set, digest)
+    if problems:
+        for problem in problems:
+            click.echo(f"invalid: {problem}", err=True)
+        sys.exit(1)
+    checked = "signature, arithmetic" + (", image" if image is not None else "")
+    kid = document["signature"]["kid"]
+    click.echo(f"valid ({checked}; key {kid}): {document.get('label')} at radius "
+               f"{document.get('radius')}")  # fmt: skip
 
 
 @cli.command()

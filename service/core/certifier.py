@@ -24,6 +24,7 @@ from service.core.noise import (
     plan_phase,
 )
 from service.core.results import (
+    Bound,
     Certificate,
     CertifyParams,
     LabelCount,
@@ -174,6 +175,7 @@ class Certifier:
             )
             reason = None
         end = time.perf_counter()
+        betting = params.mode == "sequential" and params.target_radius is not None
         queries = Queries(
             total=result.n + (params.n0 if noisy_selection else 1),
             cached=selection.cached + estimation.cached,
@@ -181,6 +183,12 @@ class Certifier:
         )
         return Certificate(
             **self._common(digest, estimation, requested, n=result.n),
+            bound=Bound(
+                kind="betting" if betting else "clopper-pearson",
+                alpha=result.alpha,
+                successes=result.bound_counts[0],
+                trials=result.bound_counts[1],
+            ),
             ledger=None
             if entry is None
             else LedgerPosition(

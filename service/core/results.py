@@ -7,6 +7,7 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "Bound",
     "CandidateSource",
     "Certificate",
     "CertifyParams",
@@ -17,6 +18,7 @@ __all__ = [
     "Prediction",
     "Queries",
     "Savings",
+    "Signature",
     "StrictModel",
     "Timings",
 ]
@@ -154,6 +156,24 @@ class LedgerPosition(StrictModel):
     )
 
 
+class Bound(StrictModel):
+    """The confidence bound p_lower is, so that a reader can recompute it from the counts."""
+
+    kind: Literal["clopper-pearson", "betting"]
+    alpha: float = Field(description="the level it was computed at (per look, where spent)")
+    successes: int = Field(description="the candidate's count at the look that gave p_lower")
+    trials: int = Field(description="the samples drawn by that look")
+
+
+class Signature(StrictModel):
+    """Ed25519 over the RFC 8785 canonical JSON of the certificate without this member and
+    without nulls; the key is published at GET /v1/signing-keys under ``kid``."""
+
+    alg: Literal["EdDSA"] = "EdDSA"
+    kid: str
+    value: str = Field(description="base64url")
+
+
 class Savings(StrictModel):
     fixed_n_queries: int = Field(description="queries of the fixed-n plan (n0 = 100, n = max)")
     queries_saved: int
@@ -195,6 +215,9 @@ class Certificate(_Result):
     ledger: LedgerPosition | None = Field(
         None, description="the certificate's place in the service's ledger (null: none kept)"
     )
+    bound: Bound | None = None
+    issued_at: str | None = Field(None, description="when the service signed it (RFC 3339, UTC)")
+    signature: Signature | None = Field(None, description="null: not signed (see the CLI)")
 
 
 class Prediction(_Result):

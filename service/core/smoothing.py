@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, TypeVar
 
 from scipy.special import ndtr
@@ -131,6 +131,13 @@ class CertifyResult:
     n: int
     alpha: float
     sigma: float
+    # Where p_lower was computed — (successes, trials) of the look that gave it — so that a
+    # reader can recompute it; the current counts unless an earlier look of a betting plan did.
+    bound_at: tuple[int, int] | None = None
+
+    @property
+    def bound_counts(self) -> tuple[int, int]:
+        return self.bound_at or (self.n_a, self.n)
 
 
 def certify(
@@ -352,12 +359,12 @@ def _betting_look(
     m0 = min(float(ndtr(target_radius / sigma)) + _TARGET_MARGIN, 1.0)  # ndtr = norm.cdf
     above, below = _betting_tests(n_a, n, alpha, m0)
     # Only values the sequence rejected (now or at an earlier look) become p_lower.
-    p_lower = _betting_lower_bound(n_a, n, alpha)
-    if previous is not None:
-        p_lower = max(p_lower, previous.p_lower)
-    if above:  # m0 is rejected, even where the bisection's grid point stays below it
-        p_lower = max(p_lower, m0)
-    result = _certificate(candidate, p_lower, n_a, n, alpha, sigma)
+    p_lower, at = _betting_lower_bound(n_a, n, alpha), (n_a, n)
+    if previous is not None and previous.p_lower > p_lower:
+        p_lower, at = previous.p_lower, previous.bound_counts
+    if above and m0 > p_lower:  # m0 is rejected, even where the bisection's grid point is below
+        p_lower, at = m0, (n_a, n)
+    result = replace(_certificate(candidate, p_lower, n_a, n, alpha, sigma), bound_at=at)
     if not result.abstained and result.radius >= target_radius:
         return SequentialStep(result, True, "target_certified")
     last = look == len(plan.looks) - 1

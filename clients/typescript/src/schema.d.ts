@@ -237,10 +237,58 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/signing-keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Signing Keys
+         * @description The Ed25519 public keys (JWK Set, RFC 7517/8037) of the certificates' signatures: the
+         *     current key first, then retired ones still published. Keep a copy to verify offline
+         *     (`dsmooth verify CERT.json --key KEYS.json`).
+         */
+        get: operations["signing_keys"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * Bound
+         * @description The confidence bound p_lower is, so that a reader can recompute it from the counts.
+         */
+        Bound: {
+            /**
+             * Alpha
+             * @description the level it was computed at (per look, where spent)
+             */
+            alpha: number;
+            /**
+             * Kind
+             * @enum {string}
+             */
+            kind: "clopper-pearson" | "betting";
+            /**
+             * Successes
+             * @description the candidate's count at the look that gave p_lower
+             */
+            successes: number;
+            /**
+             * Trials
+             * @description the samples drawn by that look
+             */
+            trials: number;
+        };
         /**
          * Certificate
          * @example {
@@ -297,6 +345,7 @@ export interface components {
             abstained: boolean;
             /** Alpha */
             alpha: number;
+            bound?: components["schemas"]["Bound"] | null;
             /**
              * Candidate
              * @description the class tested, also when abstaining
@@ -322,6 +371,11 @@ export interface components {
              * @description SHA-256 of the certified float32 pixels
              */
             image_digest: string;
+            /**
+             * Issued At
+             * @description when the service signed it (RFC 3339, UTC)
+             */
+            issued_at?: string | null;
             /**
              * Label
              * @description the certified (or predicted) class; null if abstained
@@ -363,6 +417,8 @@ export interface components {
             savings?: components["schemas"]["Savings"] | null;
             /** Sigma */
             sigma: number;
+            /** @description null: not signed (see the CLI) */
+            signature?: components["schemas"]["Signature"] | null;
             /**
              * Stop Reason
              * @description sequential: target_certified, target_unreachable, converged, budget_exhausted or no_candidate
@@ -999,6 +1055,26 @@ export interface components {
             fixed_n_queries: number;
             /** Queries Saved */
             queries_saved: number;
+        };
+        /**
+         * Signature
+         * @description Ed25519 over the RFC 8785 canonical JSON of the certificate without this member and
+         *     without nulls; the key is published at GET /v1/signing-keys under ``kid``.
+         */
+        Signature: {
+            /**
+             * Alg
+             * @default EdDSA
+             * @constant
+             */
+            alg?: "EdDSA";
+            /** Kid */
+            kid: string;
+            /**
+             * Value
+             * @description base64url
+             */
+            value: string;
         };
         /** Timings */
         Timings: {
@@ -2048,6 +2124,30 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    signing_keys: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: {
+                            [key: string]: unknown;
+                        }[];
+                    };
                 };
             };
         };

@@ -1,5 +1,7 @@
 """Contains all the data models used in inputs/outputs"""
 
+from .bound import Bound
+from .bound_kind import BoundKind
 from .certificate import Certificate
 from .certificate_candidate_source import CertificateCandidateSource
 from .certificate_mode import CertificateMode
@@ -31,9 +33,16 @@ from .preview_request import PreviewRequest
 from .problem import Problem
 from .queries import Queries
 from .savings import Savings
+from .signature import Signature
+from .signing_keys_response_signing_keys import SigningKeysResponseSigningKeys
+from .signing_keys_response_signing_keys_additional_property_item import (
+    SigningKeysResponseSigningKeysAdditionalPropertyItem,
+)
 from .timings import Timings
 
 __all__ = (
+    "Bound",
+    "BoundKind",
     "Certificate",
     "CertificateCandidateSource",
     "CertificateMode",
@@ -65,5 +74,8 @@ __all__ = (
     "Problem",
     "Queries",
     "Savings",
+    "Signature",
+    "SigningKeysResponseSigningKeys",
+    "SigningKeysResponseSigningKeysAdditionalPropertyItem",
     "Timings",
 )

@@ -10,11 +10,13 @@ from ..models.certificate_mode import CertificateMode
 from ..types import UNSET, Unset
 
 if TYPE_CHECKING:
+    from ..models.bound import Bound
     from ..models.label_count import LabelCount
     from ..models.ledger_position import LedgerPosition
     from ..models.model_ref import ModelRef
     from ..models.queries import Queries
     from ..models.savings import Savings
+    from ..models.signature import Signature
     from ..models.timings import Timings
 
 
@@ -45,10 +47,13 @@ class Certificate:
         sigma (float):
         timings (Timings):
         top_counts (list[LabelCount]): most frequent labels of the counted samples
+        bound (Bound | None | Unset):
         cost (float | Unset): estimated cost of the queries, in USD Default: 0.0.
+        issued_at (None | str | Unset): when the service signed it (RFC 3339, UTC)
         ledger (LedgerPosition | None | Unset): the certificate's place in the service's ledger (null: none kept)
         mode (CertificateMode | Unset):  Default: CertificateMode.FIXED.
         savings (None | Savings | Unset): sequential: against the fixed-n plan
+        signature (None | Signature | Unset): null: not signed (see the CLI)
         stop_reason (None | str | Unset): sequential: target_certified, target_unreachable, converged, budget_exhausted
             or no_candidate
         target_radius (float | None | Unset):
@@ -74,16 +79,21 @@ class Certificate:
     sigma: float
     timings: Timings
     top_counts: list[LabelCount]
+    bound: Bound | None | Unset = UNSET
     cost: float | Unset = 0.0
+    issued_at: None | str | Unset = UNSET
     ledger: LedgerPosition | None | Unset = UNSET
     mode: CertificateMode | Unset = CertificateMode.FIXED
     savings: None | Savings | Unset = UNSET
+    signature: None | Signature | Unset = UNSET
     stop_reason: None | str | Unset = UNSET
     target_radius: float | None | Unset = UNSET
 
     def to_dict(self) -> dict[str, Any]:
+        from ..models.bound import Bound  # noqa: PLC0415
         from ..models.ledger_position import LedgerPosition  # noqa: PLC0415
         from ..models.savings import Savings  # noqa: PLC0415
+        from ..models.signature import Signature  # noqa: PLC0415
 
         abstained = self.abstained
 
@@ -131,7 +141,21 @@ class Certificate:
             top_counts_item = top_counts_item_data.to_dict()
             top_counts.append(top_counts_item)
 
+        bound: dict[str, Any] | None | Unset
+        if isinstance(self.bound, Unset):
+            bound = UNSET
+        elif isinstance(self.bound, Bound):
+            bound = self.bound.to_dict()
+        else:
+            bound = self.bound
+
         cost = self.cost
+
+        issued_at: None | str | Unset
+        if isinstance(self.issued_at, Unset):
+            issued_at = UNSET
+        else:
+            issued_at = self.issued_at
 
         ledger: dict[str, Any] | None | Unset
         if isinstance(self.ledger, Unset):
@@ -152,6 +176,14 @@ class Certificate:
             savings = self.savings.to_dict()
         else:
             savings = self.savings
+
+        signature: dict[str, Any] | None | Unset
+        if isinstance(self.signature, Unset):
+            signature = UNSET
+        elif isinstance(self.signature, Signature):
+            signature = self.signature.to_dict()
+        else:
+            signature = self.signature
 
         stop_reason: None | str | Unset
         if isinstance(self.stop_reason, Unset):
@@ -191,14 +223,20 @@ class Certificate:
                 "top_counts": top_counts,
             }
         )
+        if bound is not UNSET:
+            field_dict["bound"] = bound
         if cost is not UNSET:
             field_dict["cost"] = cost
+        if issued_at is not UNSET:
+            field_dict["issued_at"] = issued_at
         if ledger is not UNSET:
             field_dict["ledger"] = ledger
         if mode is not UNSET:
             field_dict["mode"] = mode
         if savings is not UNSET:
             field_dict["savings"] = savings
+        if signature is not UNSET:
+            field_dict["signature"] = signature
         if stop_reason is not UNSET:
             field_dict["stop_reason"] = stop_reason
         if target_radius is not UNSET:
@@ -208,11 +246,13 @@ class Certificate:
 
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
+        from ..models.bound import Bound  # noqa: PLC0415
         from ..models.label_count import LabelCount  # noqa: PLC0415
         from ..models.ledger_position import LedgerPosition  # noqa: PLC0415
         from ..models.model_ref import ModelRef  # noqa: PLC0415
         from ..models.queries import Queries  # noqa: PLC0415
         from ..models.savings import Savings  # noqa: PLC0415
+        from ..models.signature import Signature  # noqa: PLC0415
         from ..models.timings import Timings  # noqa: PLC0415
 
         d = dict(src_dict)
@@ -276,7 +316,33 @@ class Certificate:
 
             top_counts.append(top_counts_item)
 
+        def _parse_bound(data: object) -> Bound | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                bound_type_0 = Bound.from_dict(data)
+
+                return bound_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(Bound | None | Unset, data)
+
+        bound = _parse_bound(d.pop("bound", UNSET))
+
         cost = d.pop("cost", UNSET)
+
+        def _parse_issued_at(data: object) -> None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(None | str | Unset, data)
+
+        issued_at = _parse_issued_at(d.pop("issued_at", UNSET))
 
         def _parse_ledger(data: object) -> LedgerPosition | None | Unset:
             if data is None:
@@ -319,6 +385,23 @@ class Certificate:
 
         savings = _parse_savings(d.pop("savings", UNSET))
 
+        def _parse_signature(data: object) -> None | Signature | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                signature_type_0 = Signature.from_dict(data)
+
+                return signature_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(None | Signature | Unset, data)
+
+        signature = _parse_signature(d.pop("signature", UNSET))
+
         def _parse_stop_reason(data: object) -> None | str | Unset:
             if data is None:
                 return data
@@ -358,10 +441,13 @@ class Certificate:
             sigma=sigma,
             timings=timings,
             top_counts=top_counts,
+            bound=bound,
             cost=cost,
+            issued_at=issued_at,
             ledger=ledger,
             mode=mode,
             savings=savings,
+            signature=signature,
             stop_reason=stop_reason,
             target_radius=target_radius,
         )
