@@ -12,7 +12,6 @@ Reports are plain dicts written as JSON; ``dsmooth report`` draws the certified-
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -27,6 +26,7 @@ from benchmarks.provenance import provenance
 from benchmarks.report import PAPER_ROWS, RADII
 from denoisers.registry import LoadedModel, load_classifier, load_denoiser, shipped_checkpoints
 from denoisers.training.data import ImageSet, load_lossless_npz
+from service.config import shared_dir
 from service.core.certifier import Certifier
 from service.core.results import CertifyParams
 from service.execution.devices import Precision, for_inference
@@ -59,13 +59,6 @@ METHODS = {
     "stab-whitebox": "unet-cifar10-s{sigma:g}-stab-whitebox-resnet56",
 }
 _RESNET56 = "models/third-party/cifar10-resnet/resnet56-4bfd9763.th"
-
-
-def shared_dir() -> Path:
-    """The read-only data (third-party weights, CIFAR-10): ``$DSMOOTH_SHARED_DIR``, else
-    ``shared`` beside the checkout (``../shared`` from the repository root)."""
-    default = Path(__file__).resolve().parents[2] / "shared"
-    return Path(os.environ.get("DSMOOTH_SHARED_DIR") or default)
 
 
 def default_target() -> str:

@@ -3,6 +3,7 @@ and the API-key records they hold. No torch here: every layer reads the settings
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal, Self
 
@@ -17,6 +18,7 @@ __all__ = [
     "PLACEHOLDER_SECRET",
     "ApiKey",
     "Settings",
+    "shared_dir",
 ]
 
 PLACEHOLDER_SECRET = "development-only-secret-change-me"
@@ -24,6 +26,13 @@ DEFAULT_CLASSIFIER = "cifar10-resnet20"  # shipped in denoisers/checkpoints
 DEFAULT_DENOISER = "unet-cifar10-s0.25-mse"  # shipped; trained for sigma 0.25
 DEFAULT_BATCH_SIZE = 500  # noisy copies per forward pass
 DEFAULT_MAX_PIXELS = 16_000_000  # largest decoded image (decompression bombs are refused)
+
+
+def shared_dir() -> Path:
+    """The read-only data beside the project (third-party weights, CIFAR-10, sample photos):
+    ``$DSMOOTH_SHARED_DIR``, else ``shared`` beside the checkout (``../shared``)."""
+    default = Path(__file__).resolve().parents[2] / "shared"
+    return Path(os.environ.get("DSMOOTH_SHARED_DIR") or default)
 
 
 class ApiKey(BaseModel):

@@ -13,8 +13,10 @@ import pytest
 import torch
 from pydantic_settings import BaseSettings
 
+from service.config import shared_dir
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("DSMOOTH_SHARED_DIR", ROOT.parent / "shared"))
+SHARED = shared_dir()
 RESNET56 = SHARED / "models/third-party/cifar10-resnet/resnet56-4bfd9763.th"
 LOSSLESS = SHARED / "data/cifar10/test-lossless-1000.npz"
 # The only DSMOOTH_* variables the suite honours: where the data are, not how the service runs.

@@ -281,4 +281,4 @@ def test_a_compiled_worker_is_recorded_and_labels_as_the_eager_one(conv_classifi
     certificate = asyncio.run(Certifier(fast, SECRET).certify(image, CertifyParams(sigma=0.5)))
     assert certificate.precision == "fp32+compile"
     # Another base classifier, so other noise seeds: nothing cached for the eager one is reused.
-    assert fast.stream_params != eager.stream_params
+    assert fast.noise_params != eager.noise_params

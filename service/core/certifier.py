@@ -64,7 +64,7 @@ class Sampler(Protocol):
     stores_votes: bool  # True: ``count`` has put the votes in the vote store already
 
     @property
-    def stream_params(self) -> dict[str, object]: ...
+    def noise_params(self) -> dict[str, object]: ...
 
     def label_name(self, key: str) -> str: ...
 
@@ -146,7 +146,7 @@ class Certifier:
         digest = image_digest(image)
         requested, entry = params, None
         if self.ledger is not None:
-            key = ledger_key(digest, self.sampler.stream_params)
+            key = ledger_key(digest, self.sampler.noise_params)
             entry = await self.ledger.admit(key, stream_id(_stream_parts(params, image)))
             params = params.model_copy(update={"alpha": params.alpha * entry.share})
         noisy_selection = params.candidate == "noisy"
@@ -297,7 +297,7 @@ class Certifier:
         chunk_size: int,
     ) -> AsyncGenerator[tuple[ChunkCounts, bool, int]]:
         """(votes, from the store?, size) of each chunk of a phase, in the plan's order."""
-        stream = self.sampler.stream_params
+        stream = self.sampler.noise_params
         for chunk in plan_phase(
             self._secret, digest, params.sigma, stream, phase, total, chunk_size
         ):
@@ -317,7 +317,7 @@ class Certifier:
     async def _clean_candidate(self, tally: _Tally, image: torch.Tensor, digest: str) -> str | None:
         """The classifier's label on the clean image: one query, or none when the vote store
         has the answer. None (abstain) when the query failed."""
-        chunk = clean_chunk(self._secret, digest, self.sampler.stream_params)
+        chunk = clean_chunk(self._secret, digest, self.sampler.noise_params)
         votes = None
         if self.store is not None:
             votes = await self.store.get(chunk_key(chunk, self.sampler.model_version))

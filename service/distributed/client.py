@@ -126,8 +126,8 @@ class StreamSampler:
         self.precision = worker.precision
 
     @property
-    def stream_params(self) -> dict[str, object]:
-        return {**self.worker.stream_params, "rng": self.rng}
+    def noise_params(self) -> dict[str, object]:
+        return {**self.worker.noise_params, "rng": self.rng}
 
     def label_name(self, key: str) -> str:
         return self.worker.label_name(key)

@@ -87,7 +87,7 @@ class LocalDenoiser:
         self._executor = executor or ThreadPoolExecutor(1, thread_name_prefix="dsmooth-model")
         self.compute_dtype = resolve_precision(precision, self.device)
         # What the certificate records: a compiled model rounds differently, so it is part of
-        # the base classifier (and of every noise seed through ``stream_params``).
+        # the base classifier (and of every noise seed through ``noise_params``).
         self.precision = self.compute_dtype + ("+compile" if compile else "")
         self._denoise = compiled(self.denoiser_module, compile, self.device)
         # Batches padded to a few fixed sizes: what CUDA graphs need (default: where they run).
@@ -201,7 +201,7 @@ class LocalSampler(LocalDenoiser):
         )
 
     @property
-    def stream_params(self) -> dict[str, object]:
+    def noise_params(self) -> dict[str, object]:
         """What defines a noise stream besides image, phase and chunk: part of every seed."""
         return {
             "denoiser": f"{self.denoiser.name}@{self.denoiser.version}",

@@ -63,7 +63,7 @@ class RemoteSampler:
         self.model_version: str | None = fanout.last_model_version
 
     @property
-    def stream_params(self) -> dict[str, object]:
+    def noise_params(self) -> dict[str, object]:
         mapping = json.dumps(self.label_map, sort_keys=True).encode()
         identity = json.dumps(self.adapter.identity, sort_keys=True, default=str).encode()
         return {

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import threading
 from dataclasses import dataclass
 from functools import cache
@@ -15,7 +14,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-SHARED = Path(os.environ.get("DSMOOTH_SHARED_DIR", Path(__file__).resolve().parents[3] / "shared"))
+from service.config import shared_dir
+
+SHARED = shared_dir()
 MOBILENET = SHARED / "models/third-party/imagenet-mobilenet/mobilenet_v2_1.0_224_quant.tflite"
 CLASS_INDEX = SHARED / "data/imagenet-samples/imagenet_class_index.json"
 
