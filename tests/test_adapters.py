@@ -242,7 +242,7 @@ async def test_a_429_storm_ends_with_every_vote_counted(
 ) -> None:
     """The fake allows 40 requests/s with no burst; the client is told 400/s: most first tries
     are throttled, and retries with backoff still get every image answered."""
-    with running(vendor, rate=40.0, burst=1.0) as (fake, url):
+    with running(vendor, rate=10.0, burst=1.0) as (fake, url):
         policy = FanOutPolicy(
             requests_per_second=400, max_attempts=30, backoff_base_s=0.02, backoff_max_s=0.2
         )
