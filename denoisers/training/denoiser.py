@@ -151,8 +151,12 @@ def train_denoiser(
         optimizer, T_max=config.epochs * data.steps
     )
     averaged = (
+        # use_buffers: BatchNorm statistics are averaged with the weights they belong to
+        # (without it the copy takes the live model's statistics, made by other weights).
         torch.optim.swa_utils.AveragedModel(
-            denoiser, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema)
+            denoiser,
+            multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema),
+            use_buffers=True,
         )
         if config.ema is not None
         else None
