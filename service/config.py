@@ -133,11 +133,6 @@ class Settings(BaseSettings):
                 "DSMOOTH_API_KEYS must list at least one key outside development "
                 "(open access is for local development only); see `dsmooth new-api-key`"
             )
-        if self.signing_key is None:
-            raise ValueError(
-                "DSMOOTH_SIGNING_KEY must hold the Ed25519 private key (PEM) that signs "
-                "certificates outside development; `dsmooth new-signing-key` makes one"
-            )
         return self
 
     @model_validator(mode="after")

@@ -233,6 +233,11 @@ def signer_for(settings: Settings) -> Signer:
     retired = settings.retired_signing_keys
     if settings.signing_key is not None:
         return Signer.from_pem(settings.signing_key.get_secret_value().encode(), retired)
+    if settings.environment != "development":  # only what signs needs the key (not workers)
+        raise ValueError(
+            "DSMOOTH_SIGNING_KEY must hold the Ed25519 private key (PEM) that signs "
+            "certificates outside development; `dsmooth new-signing-key` makes one"
+        )
     return Signer.load_or_create(settings.signing_key_file)
 
 
