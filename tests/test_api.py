@@ -157,6 +157,15 @@ async def test_certificates_and_job_results_verify_with_the_published_keys(
     assert (direct["ledger"]["stream"], job["result"]["ledger"]["stream"]) == (1, 2)
 
 
+async def test_an_unknown_model_is_a_422_that_names_the_choices(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/certify", **_upload(_photo(), classifier="resnet9000"))
+    assert response.status_code == 422 and response.json()["type"] == "/problems/unknown-classifier"
+    detail = response.json()["detail"]
+    assert "'resnet9000'" in detail and "google" in detail and "cifar-resnet20" in detail
+    response = await client.post("/v1/certify", **_upload(_photo(), denoiser="dncnn-9000"))
+    assert response.status_code == 422 and "unet-cifar10-s0.25-mse" in response.json()["detail"]
+
+
 async def test_catalog_lists_models_with_versions(client: httpx.AsyncClient) -> None:
     classifiers = (await client.get("/v1/classifiers")).json()
     denoisers = (await client.get("/v1/denoisers")).json()

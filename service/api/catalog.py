@@ -18,7 +18,7 @@ from service.adapters.fanout import FanOut, FanOutPolicy
 from service.adapters.registry import AdapterUnavailable, adapter_class, adapters
 from service.config import Settings
 from service.core.certifier import Sampler
-from service.core.errors import NotConfigured, VendorUnavailable
+from service.core.errors import NotConfigured, UnknownModel, VendorUnavailable
 from service.distributed.client import StreamClient, StreamCopies, StreamSampler
 from service.execution.pool import ModelPool
 from service.execution.remote import RemoteSampler
@@ -135,6 +135,10 @@ class Catalog:
         denoiser = denoiser or self.pool.default_denoiser
         if self.is_remote(classifier):
             return self._remote_sampler(classifier, denoiser, label_map)
+        if classifier not in self.pool.specs["classifier"]:  # name the vendors too
+            raise UnknownModel(
+                "classifier", classifier, [*self.pool.specs["classifier"], *self._remote]
+            )
         local = self.pool.local_sampler(classifier, denoiser)
         if self.stream is not None:
             return StreamSampler(local, self.stream, self.settings.stream_noise_rng)

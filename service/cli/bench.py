@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,58 +68,32 @@ _SCRIPT: dict[str, Any] = {
 }
 
 
-def _run_script(ctx: click.Context, module: str) -> None:
-    """Import ``benchmarks.<module>`` (its heavy imports only now) and run its argparse main."""
-    importlib.import_module(f"benchmarks.{module}").main(list(ctx.args))
+# name -> (module in benchmarks/, the one line `dsmooth bench --help` shows)
+_SCRIPTS = {
+    "throughput": ("throughput", "Pipeline samples/s against the reference loop."),
+    "workers": ("workers", "Redis: stored-request latency, 1 and 2 workers."),
+    "adapters": ("adapters", "Vendor adapters against their fakes: rate, 429s."),
+    "confidence-sequences": (
+        "confidence_sequences",
+        "Sequential bounds: Clopper-Pearson against betting.",
+    ),
+    "attack": ("attack", "Soundness audit: L2 PGD inside certified radii."),
+    "load": ("load", "Load test of a live server: latency, memory."),
+    "queries": ("query_efficiency", "Queries to certify a radius: fixed n or sequential."),
+}
 
 
-@bench.command("throughput", **_SCRIPT)
-@click.pass_context
-def throughput_command(ctx: click.Context) -> None:
-    """Pipeline samples/s against the reference loop."""
-    _run_script(ctx, "throughput")
+def _script_command(module: str) -> Callable[[], None]:
+    @click.pass_context
+    def run(ctx: click.Context) -> None:
+        # Imported only now: the scripts' heavy imports are paid by the one that runs.
+        importlib.import_module(f"benchmarks.{module}").main(list(ctx.args))
+
+    return run
 
 
-@bench.command("workers", **_SCRIPT)
-@click.pass_context
-def workers_command(ctx: click.Context) -> None:
-    """Redis: stored-request latency, 1 and 2 workers."""
-    _run_script(ctx, "workers")
-
-
-@bench.command("adapters", **_SCRIPT)
-@click.pass_context
-def adapters_command(ctx: click.Context) -> None:
-    """Vendor adapters against their fakes: rate, 429s."""
-    _run_script(ctx, "adapters")
-
-
-@bench.command("confidence-sequences", **_SCRIPT)
-@click.pass_context
-def confidence_sequences_command(ctx: click.Context) -> None:
-    """Sequential bounds: Clopper-Pearson against betting."""
-    _run_script(ctx, "confidence_sequences")
-
-
-@bench.command("attack", **_SCRIPT)
-@click.pass_context
-def attack_command(ctx: click.Context) -> None:
-    """Soundness audit: L2 PGD inside certified radii."""
-    _run_script(ctx, "attack")
-
-
-@bench.command("load", **_SCRIPT)
-@click.pass_context
-def load_command(ctx: click.Context) -> None:
-    """Load test of a live server: latency, memory."""
-    _run_script(ctx, "load")
-
-
-@bench.command("queries", **_SCRIPT)
-@click.pass_context
-def queries_command(ctx: click.Context) -> None:
-    """Queries to certify a radius: fixed n or sequential."""
-    _run_script(ctx, "query_efficiency")
+for _name, (_module, _help) in _SCRIPTS.items():
+    bench.command(_name, help=_help, **_SCRIPT)(_script_command(_module))
 
 
 @bench.command("certify")
