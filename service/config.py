@@ -70,6 +70,28 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="largest image upload")
     max_n_local: int = Field(1_000_000, gt=0, description="cap on n0 + n for local classifiers")
     max_n_remote: int = Field(10_000, gt=0, description="cap on n0 + n for paid vendor APIs")
+    max_work_tflop: float = Field(
+        500.0,
+        gt=0,
+        description="largest request, in TFLOP: (n0 + n) x the models' FLOPs per noisy copy, "
+        "which grow with the image's pixels (a CIFAR-10 U-Net + ResNet-20 pass is 0.28 GFLOP)",
+    )
+    max_pass_memory_mib: int | None = Field(
+        None,
+        gt=0,
+        description="memory one forward pass may take (MiB); default: a quarter of the memory "
+        "available (half the free GPU memory); an image whose single copy needs more is refused",
+    )
+    max_running: int = Field(4, gt=0, description="certifications sampling at once (process)")
+    max_queued: int = Field(
+        64, ge=0, description="admitted requests waiting for a running slot; beyond it 503"
+    )
+    max_per_key: int = Field(
+        8, gt=0, description="requests and jobs of one key running or waiting; beyond it 429"
+    )
+    shutdown_timeout_s: float = Field(
+        30.0, gt=0, description="on SIGTERM: time for in-flight requests before they are cut"
+    )
     vendor_timeout_s: float = Field(30.0, gt=0, description="timeout of one vendor call")
     vendor_concurrency: int = Field(8, gt=0, description="vendor calls in flight per vendor")
     vendor_deadline_s: float = Field(600.0, gt=0, description="time for one chunk's queries")
@@ -147,5 +169,16 @@ class Settings(BaseSettings):
         return self.environment == "development" and not self.api_keys
 
     @property
+    @model_validator(mode="after")
+    def _keys_need_a_secret(self) -> Self:
+        # Keys mean clients who must not predict the noise: the public placeholder would let
+        # them, whatever the environment says.
+        if self.api_keys and self.secret.get_secret_value() == PLACEHOLDER_SECRET:
+            raise ValueError(
+                "DSMOOTH_API_KEYS is set but DSMOOTH_SECRET is the public placeholder: set it to "
+                "a random value (e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
+            )
+        return self
+
     def secret_bytes(self) -> bytes:
         return self.secret.get_secret_value().encode()

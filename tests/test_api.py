@@ -88,7 +88,7 @@ async def keyed_client(settings_for: Callable[..., Settings]) -> AsyncIterator[h
         ApiKey(name="alice", sha256=hash_api_key(KEY), daily_queries=1500),
         ApiKey(name="bob", sha256=hash_api_key(KEY + "-bob")),
     ]
-    async for c in _client(settings_for(api_keys=keys), "asgi"):
+    async for c in _client(settings_for(api_keys=keys, secret="s" * 32), "asgi"):
         yield c
 
 

@@ -7,9 +7,9 @@ import os
 import torch
 
 from service.config import Settings
+from service.execution.cost import measure, scaled
 from service.execution.devices import (
     available_cpus,
-    bytes_per_sample,
     configure_cpu_threads,
     memory_budget,
 )
@@ -41,10 +41,24 @@ def test_thread_count_comes_from_the_environment(monkeypatch) -> None:
 
 def test_memory_per_sample_grows_with_the_image() -> None:
     worker = LocalSampler(no_denoiser(), random_conv_classifier(), "cpu", batch_size=500)
-    small = bytes_per_sample(worker.model, (3, 32, 32), worker.device)
-    large = bytes_per_sample(worker.model, (3, 256, 256), worker.device)
-    assert small > 4 * 3 * 32 * 32  # more than the input alone
-    assert large >= 4 * 4 * 3 * 256 * 256  # the input and three identity-denoised copies
+    small = worker.work((3, 32, 32))
+    large = worker.work((3, 256, 256))
+    assert small.peak_bytes > 4 * 3 * 32 * 32  # more than the input alone
+    assert large.peak_bytes >= 4 * 4 * 3 * 256 * 256  # the input and three identity copies
+    assert large.flops == small.flops > 0  # no denoiser; the classifier sees 32 x 32 copies
+
+
+def test_scaled_cost_matches_a_measurement_at_the_real_size() -> None:
+    """The per-pixel scaling (what keeps a huge image from being run to be priced) agrees
+    with running the model at the size itself."""
+    convolutional = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 3, 3, padding=1)
+    ).eval()
+    for side in (32, 96, 160):
+        exact = measure(convolutional, (3, side, side))
+        estimate = scaled(convolutional, (3, side, side))
+        assert abs(estimate.flops - exact.flops) <= 0.05 * exact.flops
+        assert abs(estimate.peak_bytes - exact.peak_bytes) <= 0.05 * exact.peak_bytes
 
 
 def test_batches_shrink_where_a_full_batch_would_not_fit_in_memory() -> None:
@@ -56,4 +70,4 @@ def test_batches_shrink_where_a_full_batch_would_not_fit_in_memory() -> None:
     batch = worker.batch_for(huge)
     assert 1 <= batch < 500
     # Within the budget (which moves with the machine's free memory, hence the slack).
-    assert batch * bytes_per_sample(worker.model, huge, worker.device) <= 1.5 * budget
+    assert batch * worker.work(huge).peak_bytes <= 1.5 * budget

@@ -54,6 +54,15 @@ def test_production_refuses_open_access(monkeypatch) -> None:
         Settings()
 
 
+def test_api_keys_refuse_the_placeholder_secret_in_any_environment(monkeypatch) -> None:
+    monkeypatch.setenv("DSMOOTH_ENVIRONMENT", "development")
+    monkeypatch.setenv("DSMOOTH_API_KEYS", '[{"name": "ci", "sha256": "' + "0" * 64 + '"}]')
+    with pytest.raises(ValidationError, match="DSMOOTH_SECRET is the public placeholder"):
+        Settings()
+    monkeypatch.setenv("DSMOOTH_SECRET", "d" * 32)  # control: a real secret starts
+    assert Settings().api_keys[0].name == "ci"
+
+
 def test_a_dotenv_file_in_the_working_directory_is_ignored() -> None:
     dotenv = Path(".env")
     if dotenv.exists():

@@ -20,6 +20,7 @@ from service.config import ApiKey
 __all__ = [
     "OPEN_ACCESS",
     "Authenticator",
+    "Booking",
     "DailyBudgets",
     "Principal",
     "RateLimits",
@@ -77,37 +78,49 @@ def _unauthorised(detail: str) -> ProblemError:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Booking:
+    """Queries booked on one key's budget for one UTC day."""
+
+    key: str
+    day: dt.date
+    queries: int
+
+
 class DailyBudgets:
-    """Queries spent per key per UTC day, in process memory."""
+    """Queries booked per key per UTC day, in process memory.
+
+    A request books its planned queries before it starts (check and book are one step, so
+    concurrent requests cannot overdraw the budget) and settles when it ends: what it did not
+    send is given back."""
 
     def __init__(self) -> None:
         self._spent: dict[tuple[str, dt.date], int] = {}
 
-    def check(self, principal: Principal, queries: int) -> None:
-        """Refuse with 429 when ``queries`` more would exceed the key's budget for today."""
-        spent = self.spent_today(principal)
-        limit = principal.daily_queries
+    async def reserve(self, principal: Principal, queries: int) -> Booking:
+        """Book ``queries`` for today, or refuse with 429 when the budget would be exceeded."""
+        key = (principal.name, dt.datetime.now(dt.UTC).date())
+        spent, limit = self._spent.get(key, 0), principal.daily_queries
         if limit is not None and spent + queries > limit:
             raise ProblemError(
                 status=429,
                 slug="daily-budget-exhausted",
                 title="Daily query budget exhausted",
-                detail=f"this request needs {queries:,} queries but the key has {limit - spent:,} "
-                f"left today (of {limit:,}); lower n or n0, or wait until 00:00 UTC",
+                detail=f"this request needs {queries:,} queries but the key has "
+                f"{max(0, limit - spent):,} left today (of {limit:,}); lower n or n0, or wait "
+                "until 00:00 UTC",
             )
+        self._spent[key] = spent + queries
+        return Booking(principal.name, key[1], queries)
 
-    def reserve(self, principal: Principal, queries: int) -> None:
-        """Book ``queries`` for today, or refuse with 429 when the budget would be exceeded."""
-        self.check(principal, queries)
-        key = (principal.name, dt.datetime.now(dt.UTC).date())
-        self._spent[key] = self._spent.get(key, 0) + queries
+    async def settle(self, booking: Booking, spent: int) -> None:
+        """Give back what was booked but not sent (cached, stopped early, failed), on the day
+        it was booked."""
+        key = (booking.key, booking.day)
+        unsent = max(0, booking.queries - spent)
+        self._spent[key] = max(0, self._spent.get(key, 0) - unsent)
 
-    def refund(self, principal: Principal, queries: int) -> None:
-        """Give back reserved queries that were not sent (cached, or the request failed)."""
-        key = (principal.name, dt.datetime.now(dt.UTC).date())
-        self._spent[key] = max(0, self._spent.get(key, 0) - queries)
-
-    def spent_today(self, principal: Principal) -> int:
+    async def spent_today(self, principal: Principal) -> int:
         return self._spent.get((principal.name, dt.datetime.now(dt.UTC).date()), 0)
 
 

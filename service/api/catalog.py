@@ -20,6 +20,8 @@ from service.config import Settings
 from service.core.certifier import Sampler
 from service.core.errors import NotConfigured, UnknownModel, VendorUnavailable
 from service.distributed.client import StreamClient, StreamCopies, StreamSampler
+from service.execution.cost import Work
+from service.execution.devices import memory_budget
 from service.execution.pool import ModelPool
 from service.execution.remote import RemoteSampler
 
@@ -123,6 +125,19 @@ class Catalog:
         return (
             self.settings.max_n_remote if self.is_remote(classifier) else self.settings.max_n_local
         )
+
+    def work(self, classifier: str, denoiser: str, shape: tuple[int, ...]) -> Work:
+        """What one noisy copy of an image of ``shape`` costs this server: the denoiser, and the
+        classifier too where it runs here (a vendor's is not ours to count)."""
+        if self.is_remote(classifier):
+            return self.pool.local_denoiser(denoiser).work(shape)
+        return self.pool.local_sampler(classifier, denoiser).work(shape)
+
+    def memory_per_pass(self) -> int:
+        """Bytes one forward pass may take on this server's device."""
+        budget = memory_budget(self.pool.device)
+        cap = self.settings.max_pass_memory_mib
+        return budget if cap is None else min(budget, cap * 2**20)
 
     def sampler(
         self,

@@ -10,7 +10,7 @@ import asyncio
 import datetime as dt
 import time
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from enum import StrEnum
 
@@ -104,6 +104,8 @@ class JobManager:
     def __init__(self, ttl_seconds: float, max_jobs: int) -> None:
         self.ttl, self.max_jobs = ttl_seconds, max_jobs
         self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._cleanups: set[asyncio.Future[None]] = set()
+        self._closing = False
 
     def submit(
         self,
@@ -112,7 +114,10 @@ class JobManager:
         planned: int,
         run: Runner,
         on_error: Callable[[Exception], Problem],
+        on_done: Callable[[], Awaitable[None]] | None = None,
     ) -> Job:
+        """Start ``run`` as a job; ``on_done`` is awaited once it has ended, however it ended
+        (even when it was cancelled before it started)."""
         self._evict()
         if len(self._jobs) >= self.max_jobs:
             raise ProblemError(
@@ -124,25 +129,46 @@ class JobManager:
         job = Job(principal.name, operation, planned)
         self._jobs[job.id] = job
         job.task = asyncio.create_task(self._run(job, run, on_error), name=f"job-{job.id}")
+        if on_done is not None:
+            job.task.add_done_callback(lambda _: self._later(on_done()))
         return job
+
+    def _later(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._cleanups.add(task)  # a reference until it is done (the loop keeps only weak ones)
+        task.add_done_callback(self._cleanups.discard)
 
     async def _run(self, job: Job, run: Runner, on_error: Callable[[Exception], Problem]) -> None:
         def progress(done: int, planned: int) -> None:
+            # The first report comes once the job holds a running slot: queued until then.
+            job.state = JobState.RUNNING
             job.done, job.planned = done, planned
             job._notify()
 
-        job.state = JobState.RUNNING
-        job._notify()
         try:
             job.result = await run(progress)
         except asyncio.CancelledError:
-            job._finish(JobState.CANCELLED)
+            if self._closing:  # not the client's doing: say so, and how to resume
+                job.error = Problem(
+                    type="/problems/server-shutdown",
+                    title="Server shut down",
+                    status=503,
+                    detail="the server shut down before the job finished; submit it again "
+                    "(the votes drawn so far are kept and reused)",
+                )
+                job._finish(JobState.FAILED)
+            else:
+                job._finish(JobState.CANCELLED)
             raise
         except Exception as exc:
             job.error = on_error(exc)
             job._finish(JobState.FAILED)
         else:
             job._finish(JobState.SUCCEEDED)
+
+    def counts(self) -> Counter[str]:
+        """Jobs kept, by state."""
+        return Counter(job.state.value for job in self._jobs.values())
 
     def get(self, job_id: str, principal: Principal) -> Job:
         job = self._jobs.get(job_id)
@@ -160,10 +186,13 @@ class JobManager:
         return job
 
     async def shutdown(self) -> None:
+        """Stop every unfinished job, marked failed by the shutdown (not cancelled by a client)."""
+        self._closing = True
         tasks = [j.task for j in self._jobs.values() if j.task and not j.task.done()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*self._cleanups, return_exceptions=True)
 
     def _evict(self) -> None:
         now = time.monotonic()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -46,6 +48,19 @@ class Metrics:
         self.jobs = Gauge(
             "dsmooth_jobs", "jobs in memory by state", ["state"], registry=self.registry
         )
+        self.admitted = Gauge(
+            "dsmooth_admitted_requests",
+            "certifications, predictions, jobs and previews admitted: sampling or waiting",
+            ["state"],
+            registry=self.registry,
+        )
+
+    def watch(
+        self, gauge: Gauge, states: Iterable[str], read: Callable[[], Mapping[str, int]]
+    ) -> None:
+        """Make ``gauge`` report ``read()[state]`` for each state, read when scraped."""
+        for state in states:
+            gauge.labels(state).set_function(functools.partial(_count, read, state))
 
     def record(self, result: Certificate | Prediction) -> None:
         queries = result.queries
@@ -55,6 +70,10 @@ class Metrics:
         self.queries.labels(classifier, "answered").inc(answered)
         self.queries.labels(classifier, "cached").inc(queries.cached)
         self.queries.labels(classifier, "failed").inc(queries.failed)
+
+
+def _count(read: Callable[[], Mapping[str, int]], state: str) -> float:
+    return read().get(state, 0)
 
 
 class MetricsMiddleware:

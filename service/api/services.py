@@ -10,9 +10,9 @@ import asyncio
 import base64
 import logging
 import secrets
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 from fastapi.exceptions import RequestValidationError
@@ -21,9 +21,10 @@ from redis.exceptions import RedisError
 
 from service.adapters.base import CredentialsError
 from service.adapters.prepare import encode_copies
-from service.api.auth import Authenticator, DailyBudgets, Principal, RateLimits
+from service.api.admission import Admission, Ticket
+from service.api.auth import Authenticator, Booking, DailyBudgets, Principal, RateLimits
 from service.api.catalog import Catalog
-from service.api.jobs import JobManager
+from service.api.jobs import JobManager, JobState
 from service.api.metrics import Metrics
 from service.api.problems import FieldError, Problem, ProblemError, domain_problem
 from service.api.schemas import CertifyOptions, PredictOptions, Preview, PreviewOptions
@@ -35,7 +36,7 @@ from service.core.results import Certificate, CertifyParams, Prediction, Predict
 from service.core.signing import Signer
 from service.core.votes import InMemoryVoteStore, VoteStore
 from service.distributed.client import StreamClient, workers_alive
-from service.distributed.protocol import StreamError
+from service.distributed.protocol import DeadLettered, NoWorkers, StreamError
 from service.distributed.redis_ledger import RedisLedger
 from service.distributed.redis_store import RedisVoteStore, connect_redis
 from service.imaging import ImageDecodeError, decode_image
@@ -50,14 +51,19 @@ PREVIEW_MAX_PIXELS = 512 * 512
 _DECODE_STATUS = {"empty": 422, "unsupported": 415, "too_large": 413, "corrupt": 422}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Prepared:
-    """A request that passed every check, ready to sample."""
+    """A request that passed every check, ready to sample: it holds an admission ticket and
+    its planned queries booked on the key's budget until :meth:`Services.finish` settles them."""
 
+    principal: Principal
     certifier: Certifier
     image: torch.Tensor
     params: CertifyParams | PredictParams
     planned: int
+    ticket: Ticket
+    booking: Booking | None = None
+    settled: bool = False
 
 
 class Services:
@@ -66,7 +72,11 @@ class Services:
         self.redis = connect_redis(settings.redis_url) if settings.redis_url else None
         stream = None
         if self.redis is not None and settings.execution == "stream":
-            stream = StreamClient(self.redis, timeout_s=settings.stream_timeout_s)
+            stream = StreamClient(
+                self.redis,
+                timeout_s=settings.stream_timeout_s,
+                heartbeat_timeout_s=settings.stream_heartbeat_timeout_s,
+            )
         self.catalog = Catalog(settings, stream)
         self.store: VoteStore = (
             RedisVoteStore(self.redis, settings.vote_ttl_seconds)
@@ -82,6 +92,11 @@ class Services:
         self.auth = Authenticator(settings.api_keys, settings.open_access)
         self.budgets = DailyBudgets()
         self.rate_limits = RateLimits(settings.requests_per_minute_per_key)
+        self.admission = Admission(settings.max_running, settings.max_queued, settings.max_per_key)
+        self.metrics.watch(
+            self.metrics.admitted, ("running", "waiting"), lambda: self.admission.load
+        )
+        self.metrics.watch(self.metrics.jobs, [s.value for s in JobState], self.jobs.counts)
 
     async def start(self) -> None:
         # Models load on first use; warming them all runs in the background (readiness says
@@ -112,7 +127,9 @@ class Services:
     async def prepare(
         self, principal: Principal, options: CertifyOptions | PredictOptions, image_bytes: bytes
     ) -> Prepared:
-        """Everything that can be refused before sampling: models, caps, budgets, the image."""
+        """Everything that can be refused before sampling — models, caps, the image, the work it
+        costs, admission, the key's budget — in that order; the caller must hand the result to
+        :meth:`certify`, :meth:`predict` or :meth:`finish`."""
         denoiser = self.catalog.denoiser_for(options.denoiser, options.sigma)
         sampler = self.catalog.sampler(options.classifier, denoiser, options.label_map)
         try:
@@ -138,16 +155,65 @@ class Services:
                 f"the request may cost up to ${cost:.4f} ({planned:,} queries), "
                 f"over its max_cost of ${options.max_cost:.4f}; lower n or use mode='sequential'",
             )
-        self.budgets.check(principal, planned)
         image = await self._decode(image_bytes, self.settings.max_pixels)
-        certifier = Certifier(sampler, self.settings.secret_bytes, self.store, self.ledger)
-        return Prepared(certifier, image, params, planned)
-
-    async def preview(self, options: PreviewOptions, image_bytes: bytes) -> Preview:
-        """k noisy copies and their denoised versions, from fresh (not secret) noise."""
-        worker = self.catalog.pool.local_denoiser(
-            self.catalog.denoiser_for(options.denoiser, options.sigma)
+        await self._check_work(sampler.classifier_ref.name, denoiser, image, planned)
+        ticket = self.admission.admit(principal)
+        prepared = Prepared(
+            principal,
+            Certifier(sampler, self.settings.secret_bytes, self.store, self.ledger),
+            image,
+            params,
+            planned,
+            ticket,
         )
+        try:
+            prepared.booking = await self.budgets.reserve(principal, planned)
+        except BaseException:
+            ticket.release()
+            raise
+        return prepared
+
+    async def _check_work(
+        self, classifier: str, denoiser: str, image: torch.Tensor, copies: int
+    ) -> None:
+        """Refuse, before anything is sampled, what would exhaust the device's memory (one copy
+        too large for a forward pass) or hold it too long (over ``max_work_tflop``)."""
+        shape = tuple(image.shape)
+        work = await asyncio.to_thread(self.catalog.work, classifier, denoiser, shape)
+        size = f"{shape[2]}x{shape[1]}"
+        memory = self.catalog.memory_per_pass()
+        if work.peak_bytes > memory:
+            side = _fitting_side(shape, memory / work.peak_bytes)
+            raise ProblemError(
+                status=413,
+                slug="image-too-large-for-models",
+                title="Image too large for the models",
+                detail=f"one noisy copy of this {size} image needs {work.peak_bytes / 2**30:.1f} "
+                f"GiB in the models' forward pass, over the {memory / 2**30:.1f} GiB this server "
+                f"gives one pass; send the image at most about {side} px on its longer side",
+            )
+        limit = self.settings.max_work_tflop * 1e12
+        total = work.flops * copies
+        if total > limit:
+            side = _fitting_side(shape, limit / total)
+            raise ProblemError(
+                status=422,
+                slug="work-too-large",
+                title="Request too large",
+                detail=f"the request needs {total / 1e12:,.1f} TFLOP ({copies:,} noisy copies of a "
+                f"{size} image at {work.flops / 1e9:,.2f} GFLOP each), over this server's limit "
+                f"of {self.settings.max_work_tflop:,.0f} TFLOP; lower n, or send the image at "
+                f"most about {side} px on its longer side",
+                errors=[FieldError(field="n", message="over the server's work limit")],
+            )
+
+    async def preview(
+        self, principal: Principal, options: PreviewOptions, image_bytes: bytes
+    ) -> Preview:
+        """k noisy copies and their denoised versions, from fresh (not secret) noise; the k
+        copies count on the key's budget and the preview waits its turn like a request."""
+        denoiser = self.catalog.denoiser_for(options.denoiser, options.sigma)
+        worker = self.catalog.pool.local_denoiser(denoiser)
         image = await self._decode(image_bytes, PREVIEW_MAX_PIXELS)
         chunk = Chunk(
             phase=Phase.SELECTION,
@@ -157,8 +223,14 @@ class Services:
             sigma=options.sigma,
             digest="preview",
         )
-        noisy = await worker.on_model_thread(worker.noisy, image, chunk)
-        denoised = await worker.on_model_thread(worker.denoised, image, chunk)
+        booking = await self.budgets.reserve(principal, options.k)
+        try:
+            async with self.admission.admit(principal):
+                noisy = await worker.on_model_thread(worker.noisy, image, chunk)
+                denoised = await worker.on_model_thread(worker.denoised, image, chunk)
+        except BaseException:
+            await self.budgets.settle(booking, 0)
+            raise
         return Preview(
             noisy=await asyncio.to_thread(_data_urls, noisy.float().cpu()),
             denoised=await asyncio.to_thread(_data_urls, denoised),
@@ -177,26 +249,50 @@ class Services:
                 detail=str(exc),
             ) from exc
 
-    async def certify(
-        self, principal: Principal, prepared: Prepared, progress: Progress | None = None
-    ) -> Certificate:
+    async def certify(self, prepared: Prepared, progress: Progress | None = None) -> Certificate:
         assert isinstance(prepared.params, CertifyParams)
-        run = prepared.certifier.certify(prepared.image, prepared.params, progress)
-        return self.signer.signed(await self._spend(principal, prepared.planned, run))
+        run = prepared.certifier.certify
+        return self.signer.signed(await self._run(prepared, run, progress))
 
-    async def predict(
-        self, principal: Principal, prepared: Prepared, progress: Progress | None = None
-    ) -> Prediction:
-        run = prepared.certifier.predict(prepared.image, prepared.params, progress)
-        return await self._spend(principal, prepared.planned, run)
+    async def predict(self, prepared: Prepared, progress: Progress | None = None) -> Prediction:
+        return await self._run(prepared, prepared.certifier.predict, progress)
 
-    async def _spend(self, principal: Principal, planned: int, run: Awaitable[R]) -> R:
-        """Reserve the planned queries on the key's daily budget, run, give back the unspent."""
-        self.budgets.reserve(principal, planned)
+    async def finish(self, prepared: Prepared, spent: int = 0) -> None:
+        """Release the request's admission ticket and settle its booking (idempotent): what it
+        did not spend goes back to the key's budget."""
+        if prepared.settled:
+            return
+        prepared.settled = True
+        prepared.ticket.release()
+        if prepared.booking is not None:
+            await self.budgets.settle(prepared.booking, spent)
+
+    async def _run(
+        self,
+        prepared: Prepared,
+        method: Callable[[torch.Tensor, Any, Progress | None], Awaitable[R]],
+        progress: Progress | None,
+    ) -> R:
+        """Wait for a running slot, sample, and settle: a request that ends normally pays for
+        the queries it sent (not those from the store), a cancelled one for every copy it drew
+        (its votes are stored and a repeat reuses them), a failed one for none."""
+        done = 0
+
+        def track(samples: int, planned: int) -> None:
+            nonlocal done
+            done = samples
+            if progress is not None:
+                progress(samples, planned)
+
         spent = 0
         try:
-            result = await run
+            async with prepared.ticket:
+                track(0, prepared.planned)  # holds a running slot now: no longer queued
+                result = await method(prepared.image, prepared.params, track)
             spent = result.queries.total - result.queries.cached
+        except asyncio.CancelledError:
+            spent = done
+            raise
         except CredentialsError as exc:
             raise ProblemError(
                 status=502,
@@ -205,12 +301,31 @@ class Services:
                 detail=f"{exc}; nothing was certified (the operator must fix the vendor "
                 "credentials)",
             ) from exc
+        except NoWorkers as exc:
+            raise ProblemError(
+                status=503,
+                slug="no-workers",
+                title="No stream workers",
+                detail=f"{exc}; nothing was certified",
+                headers={"Retry-After": "10"},
+            ) from exc
+        except DeadLettered as exc:
+            log.error("chunk dead-lettered: %s", exc)
+            raise ProblemError(
+                status=500,
+                slug="chunk-dead-lettered",
+                title="Chunk failed on every worker",
+                detail=f"{exc}; nothing was certified (the operator must look at the "
+                "dead-letter stream; the same request is refused for an hour)",
+            ) from exc
         except (RedisError, StreamError) as exc:
+            # The exception names internal addresses: it goes to the log, never into the body.
+            log.warning("vote store or workers failed", exc_info=exc)
             raise ProblemError(
                 status=503,
                 slug="backend-unavailable",
                 title="Backend unavailable",
-                detail=f"the vote store or the workers failed: {exc}; retry shortly",
+                detail="the vote store or the workers failed; retry shortly",
                 headers={"Retry-After": "5"},
             ) from exc
         except ModelVersionChanged as exc:
@@ -222,7 +337,7 @@ class Services:
                 headers={"Retry-After": "10"},
             ) from exc
         finally:
-            self.budgets.refund(principal, planned - spent)
+            await asyncio.shield(self.finish(prepared, spent))
         self.metrics.record(result)
         return result
 
@@ -278,6 +393,11 @@ def problem_for(exc: Exception) -> Problem:
         status=500,
         detail="the certification failed unexpectedly; the error was logged",
     )
+
+
+def _fitting_side(shape: tuple[int, ...], fraction: float) -> int:
+    """The longer side of ``shape`` scaled so that its pixel count is ``fraction`` of today's."""
+    return max(1, int(max(shape[1:]) * min(1.0, fraction) ** 0.5))
 
 
 def _invalid(field: str, message: str) -> ProblemError:

@@ -222,14 +222,23 @@ def serve(host: str, port: int, example: Path | None, log_level: str) -> None:
 
     from service.api.app import create_app
 
-    app = create_app(Settings())
+    settings = Settings()
+    app = create_app(settings)
     image = example or Path("example.png")
     click.echo(
         f"serving on http://{host}:{port} (API docs: http://{host}:{port}/docs). Try:\n"
         f"  curl -s -F image=@{image} -F n=1000 -F sigma=0.25 http://{host}:{port}/v1/certify\n",
         err=True,
     )
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    # SIGTERM: stop accepting, give in-flight requests shutdown_timeout_s, then cancel them
+    # (sampling stops at the next chunk); unfinished jobs are marked failed by the shutdown.
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
+    )
 
 
 @cli.command()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +16,6 @@ __all__ = [
     "Forward",
     "Precision",
     "available_cpus",
-    "bytes_per_sample",
     "compiled",
     "configure_cpu_threads",
     "fixed_size",
@@ -139,23 +137,3 @@ def memory_budget(device: torch.device) -> int:
         if limit != "max":
             available = min(available, int(limit) - used)
     return max(0, available) // 4
-
-
-@torch.inference_mode()
-def bytes_per_sample(module: nn.Module, shape: tuple[int, ...], device: torch.device) -> int:
-    """Memory one sample of ``shape`` [C, H, W] needs in a forward pass of ``module``, fp32: its
-    input plus three times its largest activation (inputs, outputs and a residual alive at once)."""
-    largest = 0
-
-    def record(_: nn.Module, __: object, output: object) -> None:
-        nonlocal largest
-        if isinstance(output, torch.Tensor):
-            largest = max(largest, output.numel())
-
-    hooks = [m.register_forward_hook(record) for m in module.modules()]
-    try:
-        module(torch.zeros(1, *shape, device=device).contiguous(memory_format=torch.channels_last))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return 4 * (math.prod(shape) + 3 * largest)

@@ -24,10 +24,10 @@ from service.core.noise import Chunk, draw_noise
 from service.core.results import ModelRef
 from service.core.votes import ChunkCounts
 from service.execution.batching import Batcher
+from service.execution.cost import Work, at_size, scaled
 from service.execution.devices import (
     Forward,
     Precision,
-    bytes_per_sample,
     compiled,
     for_inference,
     memory_budget,
@@ -104,14 +104,13 @@ class LocalDenoiser:
         """Samples per forward pass for images of ``shape``: ``batch_size``, or fewer where a
         batch that large would not fit in memory (large images)."""
         if shape not in self._batch_sizes:
-            need = bytes_per_sample(self._batch_model(), shape, self.device)
-            fits = memory_budget(self.device) // need
+            fits = memory_budget(self.device) // max(1, self.work(shape).peak_bytes)
             self._batch_sizes[shape] = max(1, min(self.batch_size, fits))
         return self._batch_sizes[shape]
 
-    def _batch_model(self) -> nn.Module:
-        """What one forward pass runs: the denoiser here, denoiser + classifier locally."""
-        return self.denoiser_module
+    def work(self, shape: tuple[int, ...]) -> Work:
+        """What one noisy copy of an image of ``shape`` costs here: the denoiser's pass."""
+        return scaled(self.denoiser_module, shape)
 
     def _batches(self, forward: Forward, stack: torch.Tensor, keep: Forward) -> list[torch.Tensor]:
         """``keep(forward(batch))`` over ``stack`` [B, C, H, W] a batch at a time, at fixed sizes
@@ -210,8 +209,15 @@ class LocalSampler(LocalDenoiser):
             "precision": self.precision,
         }
 
-    def _batch_model(self) -> nn.Module:
-        return self.model
+    def work(self, shape: tuple[int, ...]) -> Work:
+        """Denoiser, then the classifier at its input size (or the image's, when it has none)."""
+        size = self.classifier.input_size
+        classified = (
+            scaled(self.classifier_module, shape)
+            if size is None
+            else at_size(self.classifier_module, (shape[0], size, size))
+        )
+        return super().work(shape) + classified
 
     def label_name(self, key: str) -> str:
         return self.classifier.classes[int(key)]

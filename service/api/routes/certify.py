@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from service.api.disconnect import unless_disconnected
 from service.api.inputs import read_image_request
 from service.api.problems import PROBLEM_RESPONSES
 from service.api.routes.deps import CallerDep, ServicesDep
@@ -25,7 +26,11 @@ async def certify(request: Request, services: ServicesDep, caller: CallerDep) ->
     options, image = await read_image_request(
         request, CertifyOptions, services.settings.max_upload_bytes
     )
-    return await services.certify(caller, await services.prepare(caller, options, image))
+    prepared = await services.prepare(caller, options, image)
+    try:
+        return await unless_disconnected(request, services.certify(prepared))
+    finally:
+        await services.finish(prepared)  # a no-op once the certification has settled
 
 
 @router.post("/predict", openapi_extra=image_body(PredictRequest))
@@ -35,4 +40,8 @@ async def predict(request: Request, services: ServicesDep, caller: CallerDep) ->
     options, image = await read_image_request(
         request, PredictOptions, services.settings.max_upload_bytes
     )
-    return await services.predict(caller, await services.prepare(caller, options, image))
+    prepared = await services.prepare(caller, options, image)
+    try:
+        return await unless_disconnected(request, services.predict(prepared))
+    finally:
+        await services.finish(prepared)

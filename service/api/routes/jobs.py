@@ -35,10 +35,17 @@ async def create_job(
 
     async def run(progress: Progress) -> Certificate | Prediction:
         if options.operation == "predict":
-            return await services.predict(caller, prepared, progress)
-        return await services.certify(caller, prepared, progress)
+            return await services.predict(prepared, progress)
+        return await services.certify(prepared, progress)
 
-    job = services.jobs.submit(caller, options.operation, prepared.planned, run, problem_for)
+    try:
+        job = services.jobs.submit(
+            caller, options.operation, prepared.planned, run, problem_for,
+            on_done=lambda: services.finish(prepared),  # also when cancelled before it ran
+        )  # fmt: skip
+    except BaseException:
+        await services.finish(prepared)
+        raise
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return job.view()
 

@@ -21,4 +21,4 @@ async def preview(request: Request, services: ServicesDep, caller: CallerDep) ->
     options, image = await read_image_request(
         request, PreviewOptions, services.settings.max_upload_bytes
     )
-    return await services.preview(options, image)
+    return await services.preview(caller, options, image)
