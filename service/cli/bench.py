@@ -79,6 +79,7 @@ _SCRIPTS = {
     ),
     "attack": ("attack", "Soundness audit: L2 PGD inside certified radii."),
     "load": ("load", "Load test of a live server: latency, memory."),
+    "fairness": ("fairness", "Small requests' latency beside a 10^6-sample job."),
     "queries": ("query_efficiency", "Queries to certify a radius: fixed n or sequential."),
 }
 
