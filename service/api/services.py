@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -22,7 +23,15 @@ from redis.exceptions import RedisError
 from service.adapters.base import CredentialsError
 from service.adapters.prepare import encode_copies
 from service.api.admission import Admission, Ticket
-from service.api.auth import Authenticator, Booking, DailyBudgets, Principal, RateLimits
+from service.api.auth import (
+    Authenticator,
+    Booking,
+    DailyBudgets,
+    MemoryQuotas,
+    Principal,
+    Quotas,
+    RateLimits,
+)
 from service.api.catalog import Catalog
 from service.api.jobs import JobManager, JobState
 from service.api.metrics import Metrics
@@ -38,6 +47,7 @@ from service.core.votes import InMemoryVoteStore, VoteStore
 from service.distributed.client import StreamClient, workers_alive
 from service.distributed.protocol import DeadLettered, NoWorkers, StreamError
 from service.distributed.redis_ledger import RedisLedger
+from service.distributed.redis_quotas import RedisQuotas
 from service.distributed.redis_store import RedisVoteStore, connect_redis
 from service.imaging import ImageDecodeError, decode_image
 
@@ -90,8 +100,10 @@ class Services:
         self.jobs = JobManager(settings.job_ttl_seconds, settings.max_jobs)
         self.metrics = Metrics()
         self.auth = Authenticator(settings.api_keys, settings.open_access)
-        self.budgets = DailyBudgets()
-        self.rate_limits = RateLimits(settings.requests_per_minute_per_key)
+        # One count for every replica when they share a Redis.
+        quotas: Quotas = RedisQuotas(self.redis) if self.redis is not None else MemoryQuotas()
+        self.budgets = DailyBudgets(quotas)
+        self.rate_limits = RateLimits(settings.requests_per_minute_per_key, quotas)
         self.admission = Admission(settings.max_running, settings.max_queued, settings.max_per_key)
         self.metrics.watch(
             self.metrics.admitted, ("running", "waiting"), lambda: self.admission.load
@@ -167,11 +179,17 @@ class Services:
             ticket,
         )
         try:
-            prepared.booking = await self.budgets.reserve(principal, planned)
+            with redis_failures():
+                prepared.booking = await self.budgets.reserve(principal, planned)
         except BaseException:
             ticket.release()
             raise
         return prepared
+
+    async def admit_rate(self, principal: Principal) -> None:
+        """The key's request rate (429 when over), counted across replicas with Redis."""
+        with redis_failures():
+            await self.rate_limits.admit(principal)
 
     async def _check_work(
         self, classifier: str, denoiser: str, image: torch.Tensor, copies: int
@@ -265,7 +283,10 @@ class Services:
         prepared.settled = True
         prepared.ticket.release()
         if prepared.booking is not None:
-            await self.budgets.settle(prepared.booking, spent)
+            try:
+                await self.budgets.settle(prepared.booking, spent)
+            except RedisError:  # the booking stays charged: the key loses, nobody gains
+                log.warning("could not settle a budget booking", exc_info=True)
 
     async def _run(
         self,
@@ -319,15 +340,7 @@ class Services:
                 "dead-letter stream; the same request is refused for an hour)",
             ) from exc
         except (RedisError, StreamError) as exc:
-            # The exception names internal addresses: it goes to the log, never into the body.
-            log.warning("vote store or workers failed", exc_info=exc)
-            raise ProblemError(
-                status=503,
-                slug="backend-unavailable",
-                title="Backend unavailable",
-                detail="the vote store or the workers failed; retry shortly",
-                headers={"Retry-After": "5"},
-            ) from exc
+            raise backend_unavailable(exc) from exc
         except ModelVersionChanged as exc:
             raise ProblemError(
                 status=503,
@@ -340,6 +353,27 @@ class Services:
             await asyncio.shield(self.finish(prepared, spent))
         self.metrics.record(result)
         return result
+
+
+def backend_unavailable(exc: Exception) -> ProblemError:
+    """The 503 of a failing Redis or worker pool. The exception names internal addresses: it
+    goes to the log, never into the body."""
+    log.warning("vote store or workers failed", exc_info=exc)
+    return ProblemError(
+        status=503,
+        slug="backend-unavailable",
+        title="Backend unavailable",
+        detail="the vote store or the workers failed; retry shortly",
+        headers={"Retry-After": "5"},
+    )
+
+
+@contextlib.contextmanager
+def redis_failures() -> Iterator[None]:
+    try:
+        yield
+    except RedisError as exc:
+        raise backend_unavailable(exc) from exc
 
 
 def signer_for(settings: Settings) -> Signer:

@@ -35,7 +35,7 @@ async def _caller(
         principal = services.auth.identify(bearer.credentials if bearer is not None else "")
     else:
         principal = services.auth.identify(api_key)
-    await services.rate_limits.admit(principal)
+    await services.admit_rate(principal)
     return principal
 
 
