@@ -113,6 +113,18 @@ class Settings(BaseSettings):
         "worker; torch-cuda is faster but needs GPU workers",
     )
     stream_timeout_s: float = Field(600.0, gt=0, description="wait for one chunk from workers")
+    stream_heartbeat_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="a stream worker silent this long counts as gone; with none alive, stream "
+        "requests fail at once (503) instead of waiting for nobody",
+    )
+    stream_max_deliveries: int = Field(
+        3,
+        ge=1,
+        description="a chunk task handed out this often and never finished (it crashed its "
+        "workers) goes to the dead-letter stream and fails its request",
+    )
     vote_ttl_seconds: int = Field(7 * 24 * 3600, gt=0, description="how long votes are kept")
     api_keys: list[ApiKey] = Field(
         default_factory=list,

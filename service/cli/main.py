@@ -249,7 +249,10 @@ def serve(host: str, port: int, example: Path | None, log_level: str) -> None:
 @click.option("--reclaim-idle-ms", type=click.IntRange(min=100), default=30_000, show_default=True,
               help="take over tasks a dead worker left unacknowledged this long")  # fmt: skip
 def worker(name: str | None, batch: int, reclaim_idle_ms: int) -> None:
-    """Run chunk tasks from the Redis Stream (DSMOOTH_REDIS_URL) until SIGTERM or Ctrl-C."""
+    """Run chunk tasks from the Redis Stream (DSMOOTH_REDIS_URL) until SIGTERM or Ctrl-C.
+
+    Redis outages are waited out (reconnecting with backoff); a task that crashed workers
+    DSMOOTH_STREAM_MAX_DELIVERIES times goes to the dead-letter stream."""
     from service.distributed.consumer import StreamConsumer
     from service.distributed.redis_store import connect_redis
     from service.execution.pool import ModelPool
@@ -263,8 +266,9 @@ def worker(name: str | None, batch: int, reclaim_idle_ms: int) -> None:
         pool = ModelPool(settings)
         await asyncio.to_thread(pool.warm_up)
         consumer = StreamConsumer(
-            redis, pool, name, batch, reclaim_idle_ms, settings.vote_ttl_seconds
-        )
+            redis, pool, name, batch, reclaim_idle_ms, settings.vote_ttl_seconds,
+            max_deliveries=settings.stream_max_deliveries,
+        )  # fmt: skip
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -275,7 +279,11 @@ def worker(name: str | None, batch: int, reclaim_idle_ms: int) -> None:
         finally:
             pool.close()
             await redis.aclose()
-        click.echo(f"worker {consumer.name} stopped after {consumer.done} chunks", err=True)
+        click.echo(
+            f"worker {consumer.name} stopped after {consumer.done} chunks "
+            f"({consumer.dead} dead-lettered)",
+            err=True,
+        )
 
     asyncio.run(main())
 

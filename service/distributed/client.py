@@ -10,8 +10,16 @@ Protocol (all keys of one image share the ``{digest}`` hash tag, hence one Redis
 - ``<result key>:error`` — why a task could not be done.
 
 Workers ``XACK`` only after the result is stored; a dead worker's tasks are reclaimed by the
-others with ``XAUTOCLAIM`` once idle for ``reclaim_idle_ms``. Results are deterministic
-functions of the seed, so a task done twice stores the same answer.
+others with ``XCLAIM`` once idle for ``reclaim_idle_ms`` (a live worker keeps its tasks fresh).
+Results are deterministic functions of the seed, so a task done twice stores the same answer. A
+task handed out ``max_deliveries`` times and never finished crashed its workers: it goes to the
+dead-letter stream ``dsmooth:chunks:dead`` and its ``:error`` key says so. Acknowledged entries
+are trimmed from the stream (``XTRIM MINID``).
+
+Workers send a heartbeat (sorted set ``dsmooth:workers``) at least every 0.5 s, busy or not. The
+gateway refuses to enqueue, and stops waiting, when none was heard for ``heartbeat_timeout_s``
+(:class:`NoWorkers`, a 503). Both sides ride out Redis outages: workers reconnect with backoff
+and never exit; the gateway retries its polls for ``heartbeat_timeout_s``.
 """
 
 from __future__ import annotations
@@ -19,17 +27,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from redis.asyncio import Redis
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_random_exponential,
+)
 
 from service.core.noise import Chunk
 from service.core.votes import ChunkCounts, chunk_key
 from service.distributed.protocol import (
+    DEAD_LETTER_MARK,
     HEARTBEATS,
+    OUTAGES,
     STREAM,
     ChunkTask,
+    DeadLettered,
+    NoWorkers,
     StreamError,
     as_bytes,
     image_key,
@@ -47,12 +66,21 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dsmooth.stream")
 
+T = TypeVar("T")
+
 
 class StreamClient:
     """The gateway's side: store the image once, enqueue chunk tasks, wait for their results."""
 
-    def __init__(self, redis: Redis, timeout_s: float = 600.0, image_ttl_s: int = 3600) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        timeout_s: float = 600.0,
+        image_ttl_s: int = 3600,
+        heartbeat_timeout_s: float = 10.0,
+    ) -> None:
         self.redis, self.timeout_s, self.image_ttl_s = redis, timeout_s, image_ttl_s
+        self.heartbeat_timeout_s = heartbeat_timeout_s
 
     async def count(
         self, image: torch.Tensor, chunk: Chunk, classifier: str, denoiser: str, rng: str
@@ -64,7 +92,7 @@ class StreamClient:
             classifier=classifier, rng=rng, result_key=key,
         )  # fmt: skip
         await self._submit(image, task)
-        return ChunkCounts.from_json(await self._wait(key, chunk.digest))
+        return ChunkCounts.from_json(await self._wait(key, key + ":error", chunk.digest))
 
     async def copies(
         self, image: torch.Tensor, chunk: Chunk, denoiser: str, rng: str, min_side: int
@@ -79,30 +107,78 @@ class StreamClient:
             result_key=key, min_side=min_side,
         )  # fmt: skip
         await self._submit(image, task)
-        await self._wait(key + ":ready", chunk.digest)
+        await self._wait(key + ":ready", key + ":error", chunk.digest)
         return [as_bytes(item) for item in await self.redis.lrange(key, 0, -1)]
 
     async def _submit(self, image: torch.Tensor, task: ChunkTask) -> None:
+        if not await self._any_worker():
+            raise NoWorkers(
+                f"no stream worker sent a heartbeat in the last {self.heartbeat_timeout_s:g} s "
+                "(start `dsmooth worker` processes); nothing was enqueued"
+            )
+        error_key = task.result_key + ":error"
+        _raise_dead_letter(await self.redis.get(error_key))  # never fed to workers again
         pixels = image.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
         key = image_key(task.chunk.digest)
-        await self.redis.set(key, pixels, nx=True, ex=self.image_ttl_s)
-        await self.redis.expire(key, self.image_ttl_s)
-        await self.redis.xadd(STREAM, task.encode())  # type: ignore[arg-type]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(key, pixels, nx=True, ex=self.image_ttl_s)
+            pipe.expire(key, self.image_ttl_s)
+            pipe.delete(error_key)  # an earlier attempt's error (image expired...) is not ours
+            pipe.xadd(STREAM, task.encode())  # type: ignore[arg-type]
+            await pipe.execute()
 
-    async def _wait(self, key: str, digest: str) -> bytes:
-        """Poll for the result (or the error) until the timeout."""
-        deadline, pause = time.monotonic() + self.timeout_s, 0.005
+    async def _wait(self, key: str, error_key: str, digest: str) -> bytes:
+        """Poll for the result (or the error) until the timeout, or until no worker is alive."""
+        start = time.monotonic()
+        deadline, pause, checked = start + self.timeout_s, 0.005, start
         while time.monotonic() < deadline:
-            found, error, image = await self.redis.mget(key, key + ":error", image_key(digest))
+            found, error, image = await self._poll(key, error_key, image_key(digest))
             if found is not None:
                 return as_bytes(found)
             if error is not None:
+                _raise_dead_letter(error)
                 raise StreamError(f"a worker failed the chunk: {as_bytes(error).decode()}")
             if image is None:  # Redis lost its data (a restart without persistence)
                 raise StreamError("the chunk's task was lost by Redis (restarted?); retry")
+            if time.monotonic() - checked >= 1.0:
+                checked = time.monotonic()
+                if not await self._any_worker():
+                    raise NoWorkers(
+                        f"every stream worker went silent (no heartbeat for "
+                        f"{self.heartbeat_timeout_s:g} s) while the chunk waited "
+                        f"{checked - start:.0f} s; start `dsmooth worker` processes and retry"
+                    )
             await asyncio.sleep(pause)
             pause = min(pause * 1.5, 0.1)
         raise StreamError(f"no worker finished the chunk within {self.timeout_s:.0f} s")
+
+    async def _poll(self, *keys: str) -> list[Any]:
+        return list(await self._outlasting(lambda: self.redis.mget(*keys)))
+
+    async def _any_worker(self) -> bool:
+        return bool(
+            await self._outlasting(lambda: workers_alive(self.redis, self.heartbeat_timeout_s))
+        )
+
+    async def _outlasting(self, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()``, retried through a Redis outage as long as a worker would wait for Redis
+        (``heartbeat_timeout_s``), with jittered exponential backoff; then its error is raised."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(OUTAGES),
+            wait=wait_random_exponential(multiplier=0.05, max=1.0),
+            stop=stop_after_delay(self.heartbeat_timeout_s),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await call()
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+
+def _raise_dead_letter(error: bytes | str | None) -> None:
+    text = as_bytes(error).decode(errors="replace") if error is not None else ""
+    if text.startswith(DEAD_LETTER_MARK):
+        raise DeadLettered(text.removeprefix(DEAD_LETTER_MARK))
 
 
 async def workers_alive(redis: Redis, within_s: float = 5.0) -> list[str]:

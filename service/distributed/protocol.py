@@ -6,14 +6,23 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from service.core.noise import Chunk, Phase
 
 __all__ = [
+    "DEAD_LETTERS",
+    "DEAD_LETTER_MARK",
     "GROUP",
     "HEARTBEATS",
+    "OUTAGES",
     "STREAM",
     "ChunkTask",
+    "DeadLettered",
     "Entry",
+    "NoWorkers",
     "StreamError",
     "as_bytes",
     "image_key",
@@ -24,11 +33,26 @@ Entry = tuple[bytes, dict[bytes, bytes]]
 
 STREAM = "dsmooth:chunks"
 GROUP = "workers"
-HEARTBEATS = "dsmooth:workers"  # sorted set: worker name -> time of its last loop
+HEARTBEATS = "dsmooth:workers"  # sorted set: worker name -> time of its last heartbeat
+DEAD_LETTERS = "dsmooth:chunks:dead"  # tasks no worker could finish, with the reason
+DEAD_LETTER_MARK = "dead-letter: "  # starts the ``<result key>:error`` of a dead-lettered task
+
+# Redis unreachable (down, restarting, loading its data) or failing over (a replica, read-only
+# until promoted): wait and reconnect, never give up.
+OUTAGES: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, ReadOnlyError)
 
 
 class StreamError(RuntimeError):
     """A task failed in a worker, or no worker answered in time."""
+
+
+class NoWorkers(StreamError):
+    """No ``dsmooth worker`` sent a heartbeat recently: a chunk would wait for nobody."""
+
+
+class DeadLettered(StreamError):
+    """The chunk's task crashed every worker it was handed to (or could not be decoded): it is
+    in the dead-letter stream, and the same chunk is refused until its error expires."""
 
 
 @dataclass(frozen=True, kw_only=True)
