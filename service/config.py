@@ -119,6 +119,12 @@ class Settings(BaseSettings):
         description="a stream worker silent this long counts as gone; with none alive, stream "
         "requests fail at once (503) instead of waiting for nobody",
     )
+    stream_cold_start_s: float = Field(
+        0.0,
+        ge=0,
+        description="where workers scale from zero (KEDA): with none alive, enqueue anyway (the "
+        "waiting chunk wakes the autoscaler) and wait this long for one; 0: 503 at once",
+    )
     stream_max_deliveries: int = Field(
         3,
         ge=1,

@@ -147,6 +147,26 @@ async def test_without_a_live_worker_a_stream_request_answers_503_at_once(
     assert redis_sync.Redis.from_url(private_redis.url).xlen(STREAM) == 0  # nothing enqueued
 
 
+async def test_with_a_cold_start_window_the_first_chunk_wakes_a_worker_scaled_to_zero(
+    private_redis: RedisServer, models: dict[str, str], tmp_path: Path
+) -> None:
+    url = private_redis.url
+    client = redis_sync.Redis.from_url(url)
+    settings = _settings(models, redis_url=url, execution="stream", stream_cold_start_s=120)
+    with workers(models, url, tmp_path) as group:
+        async with _client(settings) as gateway:
+            request = asyncio.create_task(
+                gateway.post("/v1/certify", **_form(_png(11), n0=10, n=100))
+            )
+            # No worker: the chunk is enqueued anyway, for an autoscaler (KEDA) to see ...
+            await wait_for(lambda: client.xlen(STREAM) == 1, 30, "no chunk waiting")
+            assert not request.done()
+            group.start("w0")  # ... which starts a worker
+            response = await asyncio.wait_for(request, timeout=120)
+    assert response.status_code == 200, response.text
+    assert response.json()["device"] == "stream workers"
+
+
 async def test_a_request_waiting_on_a_worker_that_died_answers_503_within_the_heartbeat_timeout(
     private_redis: RedisServer, models: dict[str, str], tmp_path: Path
 ) -> None:

@@ -86,6 +86,7 @@ class Services:
                 self.redis,
                 timeout_s=settings.stream_timeout_s,
                 heartbeat_timeout_s=settings.stream_heartbeat_timeout_s,
+                cold_start_s=settings.stream_cold_start_s,
             )
         self.catalog = Catalog(settings, stream)
         self.store: VoteStore = (

@@ -18,8 +18,9 @@ are trimmed from the stream (``XTRIM MINID``).
 
 Workers send a heartbeat (sorted set ``dsmooth:workers``) at least every 0.5 s, busy or not. The
 gateway refuses to enqueue, and stops waiting, when none was heard for ``heartbeat_timeout_s``
-(:class:`NoWorkers`, a 503). Both sides ride out Redis outages: workers reconnect with backoff
-and never exit; the gateway retries its polls for ``heartbeat_timeout_s``.
+(:class:`NoWorkers`, a 503); where workers scale from zero, it enqueues anyway and gives them
+``cold_start_s`` to appear. Both sides ride out Redis outages: workers reconnect with backoff and
+never exit; the gateway retries its polls for ``heartbeat_timeout_s``.
 """
 
 from __future__ import annotations
@@ -78,9 +79,13 @@ class StreamClient:
         timeout_s: float = 600.0,
         image_ttl_s: int = 3600,
         heartbeat_timeout_s: float = 10.0,
+        cold_start_s: float = 0.0,
     ) -> None:
         self.redis, self.timeout_s, self.image_ttl_s = redis, timeout_s, image_ttl_s
         self.heartbeat_timeout_s = heartbeat_timeout_s
+        # With no live worker: 0 refuses at once; more enqueues anyway (the waiting chunk is
+        # what wakes an autoscaler, KEDA, from zero) and waits this long for a worker.
+        self.cold_start_s = cold_start_s
 
     async def count(
         self, image: torch.Tensor, chunk: Chunk, classifier: str, denoiser: str, rng: str
@@ -111,7 +116,7 @@ class StreamClient:
         return [as_bytes(item) for item in await self.redis.lrange(key, 0, -1)]
 
     async def _submit(self, image: torch.Tensor, task: ChunkTask) -> None:
-        if not await self._any_worker():
+        if not self.cold_start_s and not await self._any_worker():
             raise NoWorkers(
                 f"no stream worker sent a heartbeat in the last {self.heartbeat_timeout_s:g} s "
                 "(start `dsmooth worker` processes); nothing was enqueued"
@@ -142,11 +147,12 @@ class StreamClient:
                 raise StreamError("the chunk's task was lost by Redis (restarted?); retry")
             if time.monotonic() - checked >= 1.0:
                 checked = time.monotonic()
-                if not await self._any_worker():
+                waited = checked - start
+                if waited >= self.cold_start_s and not await self._any_worker():
                     raise NoWorkers(
-                        f"every stream worker went silent (no heartbeat for "
-                        f"{self.heartbeat_timeout_s:g} s) while the chunk waited "
-                        f"{checked - start:.0f} s; start `dsmooth worker` processes and retry"
+                        f"no stream worker sent a heartbeat for {self.heartbeat_timeout_s:g} s "
+                        f"while the chunk waited {waited:.0f} s (they went silent, or none "
+                        "started); start `dsmooth worker` processes and retry"
                     )
             await asyncio.sleep(pause)
             pause = min(pause * 1.5, 0.1)
