@@ -7,10 +7,14 @@ EXAMPLE := build/chelsea-32.png
 
 .PHONY: run test test-fast check lint typecheck format clean openapi clients clients-check bench
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+# checkov (tests/test_deploy.py) in a venv of its own: its pins would downgrade botocore,
+# packaging and networkx in this one.
+	test -x $(VENV)/checkov/bin/checkov || { $(PYTHON) -m venv $(VENV)/checkov \
+		&& $(VENV)/checkov/bin/python -m pip install --quiet 'checkov==3.3.30'; }
 	touch $(STAMP)
 
 ## run: the REST gateway on 127.0.0.1:8000 with the embedded defaults; prints a curl example
