@@ -596,6 +596,12 @@ def test_workers_scale_on_the_real_stream_from_zero(overlay: str) -> None:
         assert meta["address"] == f"redis.{namespace}.svc:{redis['spec']['ports'][0]['port']}"
         password = env[meta["passwordFromEnv"]]["valueFrom"]["secretKeyRef"]
         assert password["name"].startswith("redis-auth")
+    # From zero, the first chunk must be enqueued with no worker alive, and wait for one.
+    settings = _object_prefixed(overlay, "ConfigMap", "dsmooth-settings")["data"]
+    cold_start = float(settings["DSMOOTH_STREAM_COLD_START_S"])
+    assert 0 < cold_start < float(settings["DSMOOTH_STREAM_TIMEOUT_S"])
+    startup = _container(worker, "worker")["startupProbe"]
+    assert cold_start >= startup["periodSeconds"] * 6  # at least a minute of pod start-up
     for workload in (worker, _object(overlay, "Deployment", "gateway")):
         names = [e["name"] for e in workload["spec"]["template"]["spec"]["containers"][0]["env"]]
         url = _env(workload["spec"]["template"]["spec"]["containers"][0])["DSMOOTH_REDIS_URL"]
