@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import json
 import math
 import secrets
 import time
@@ -137,6 +138,14 @@ class Booking:
     key: str
     day: dt.date
     queries: int
+
+    def to_json(self) -> str:
+        return json.dumps({"key": self.key, "day": self.day.isoformat(), "queries": self.queries})
+
+    @classmethod
+    def from_json(cls, text: str) -> Booking:
+        fields = json.loads(text)
+        return cls(fields["key"], dt.date.fromisoformat(fields["day"]), int(fields["queries"]))
 
 
 class DailyBudgets:

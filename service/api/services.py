@@ -33,10 +33,16 @@ from service.api.auth import (
     RateLimits,
 )
 from service.api.catalog import Catalog
-from service.api.jobs import JobManager, JobState
+from service.api.jobs import Cleanup, JobManager, JobState, Runner
 from service.api.metrics import Metrics
 from service.api.problems import FieldError, Problem, ProblemError, domain_problem
-from service.api.schemas import CertifyOptions, PredictOptions, Preview, PreviewOptions
+from service.api.schemas import (
+    CertifyOptions,
+    JobOptions,
+    PredictOptions,
+    Preview,
+    PreviewOptions,
+)
 from service.config import Settings
 from service.core.certifier import Certifier, ModelVersionChanged, Progress
 from service.core.ledger import InMemoryLedger, Ledger
@@ -46,6 +52,7 @@ from service.core.signing import Signer
 from service.core.votes import InMemoryVoteStore, VoteStore
 from service.distributed.client import StreamClient, workers_alive
 from service.distributed.protocol import DeadLettered, NoWorkers, StreamError
+from service.distributed.redis_jobs import RedisJobRecords
 from service.distributed.redis_ledger import RedisLedger
 from service.distributed.redis_quotas import RedisQuotas
 from service.distributed.redis_store import RedisVoteStore, connect_redis
@@ -75,6 +82,11 @@ class Prepared:
     booking: Booking | None = None
     settled: bool = False
 
+    def booking_json(self) -> str:
+        """The booking, for a job record (another replica settles it if it takes over)."""
+        assert self.booking is not None, "prepare() books every request"
+        return self.booking.to_json()
+
 
 class Services:
     def __init__(self, settings: Settings) -> None:
@@ -98,7 +110,8 @@ class Services:
             RedisLedger(self.redis) if self.redis is not None else InMemoryLedger()
         )
         self.signer = signer_for(settings)
-        self.jobs = JobManager(settings.job_ttl_seconds, settings.max_jobs)
+        records = RedisJobRecords(self.redis) if self.redis is not None else None
+        self.jobs = JobManager(settings.job_ttl_seconds, settings.max_jobs, records)
         self.metrics = Metrics()
         self.auth = Authenticator(settings.api_keys, settings.open_access)
         # One count for every replica when they share a Redis.
@@ -116,6 +129,7 @@ class Services:
         # when it is done), so start-up does not wait for every checkpoint.
         self._warming = asyncio.create_task(asyncio.to_thread(self.catalog.pool.warm_up))
         self._warming.add_done_callback(_log_failure)
+        self.jobs.start_takeovers(self._resume_job, problem_for)
         if self.auth.open_access:
             log.warning(
                 "open access: no API keys are configured (development only); set "
@@ -138,7 +152,11 @@ class Services:
         return checks
 
     async def prepare(
-        self, principal: Principal, options: CertifyOptions | PredictOptions, image_bytes: bytes
+        self,
+        principal: Principal,
+        options: CertifyOptions | PredictOptions,
+        image_bytes: bytes,
+        booking: Booking | None = None,
     ) -> Prepared:
         """Everything that can be refused before sampling — models, caps, the image, the work it
         costs, admission, the key's budget — in that order; the caller must hand the result to
@@ -170,18 +188,21 @@ class Services:
             )
         image = await self._decode(image_bytes, self.settings.max_pixels)
         await self._check_work(sampler.classifier_ref.name, denoiser, image, planned)
+        warnings = self.catalog.warnings(
+            sampler.classifier_ref.name, denoiser, params.sigma, tuple(image.shape)
+        )
         ticket = self.admission.admit(principal)
         prepared = Prepared(
             principal,
-            Certifier(sampler, self.settings.secret_bytes, self.store, self.ledger),
+            Certifier(sampler, self.settings.secret_bytes, self.store, self.ledger, warnings),
             image,
             params,
             planned,
             ticket,
         )
         try:
-            with redis_failures():
-                prepared.booking = await self.budgets.reserve(principal, planned)
+            with redis_failures():  # a job taken over keeps the booking it was accepted with
+                prepared.booking = booking or await self.budgets.reserve(principal, planned)
         except BaseException:
             ticket.release()
             raise
@@ -275,6 +296,24 @@ class Services:
 
     async def predict(self, prepared: Prepared, progress: Progress | None = None) -> Prediction:
         return await self._run(prepared, prepared.certifier.predict, progress)
+
+    def job_runner(self, operation: str, prepared: Prepared) -> Runner:
+        """What a job of ``operation`` runs."""
+
+        async def run(progress: Progress) -> Certificate | Prediction:
+            if operation == "predict":
+                return await self.predict(prepared, progress)
+            return await self.certify(prepared, progress)
+
+        return run
+
+    async def _resume_job(self, record: dict[str, str], image: bytes) -> tuple[Runner, Cleanup]:
+        """Run again a job whose gateway stopped, from its stored request (jobs takeover)."""
+        options = JobOptions.model_validate_json(record["options"])
+        principal = Principal(record["owner"], None)  # its budget was booked when accepted
+        booking = Booking.from_json(record["booking"])
+        prepared = await self.prepare(principal, options.request(), image, booking)
+        return self.job_runner(options.operation, prepared), lambda: self.finish(prepared)
 
     async def finish(self, prepared: Prepared, spent: int = 0) -> None:
         """Release the request's admission ticket and settle its booking (idempotent): what it

@@ -8,14 +8,12 @@ from fastapi import APIRouter, Request, Response
 from sse_starlette import EventSourceResponse
 
 from service.api.inputs import read_image_request
-from service.api.jobs import JobView
+from service.api.jobs import JobRecord, JobView
 from service.api.problems import PROBLEM_RESPONSES
 from service.api.routes.deps import CallerDep, ServicesDep
 from service.api.routes.openapi_bodies import image_body
 from service.api.schemas import JobOptions, JobRequest
 from service.api.services import problem_for
-from service.core.certifier import Progress
-from service.core.results import Certificate, Prediction
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=PROBLEM_RESPONSES)
 
@@ -33,15 +31,15 @@ async def create_job(
     # Everything checkable is checked now, so a bad request is a 4xx, not a failed job.
     prepared = await services.prepare(caller, options.request(), image)
 
-    async def run(progress: Progress) -> Certificate | Prediction:
-        if options.operation == "predict":
-            return await services.predict(prepared, progress)
-        return await services.certify(prepared, progress)
-
+    record = JobRecord(
+        options=options.model_dump_json(), booking=prepared.booking_json(), image=image
+    )
     try:
-        job = services.jobs.submit(
-            caller, options.operation, prepared.planned, run, problem_for,
+        job = await services.jobs.submit(
+            caller, options.operation, prepared.planned,
+            services.job_runner(options.operation, prepared), problem_for,
             on_done=lambda: services.finish(prepared),  # also when cancelled before it ran
+            record=record,
         )  # fmt: skip
     except BaseException:
         await services.finish(prepared)
@@ -53,7 +51,7 @@ async def create_job(
 @router.get("/{job_id}")
 async def get_job(job_id: str, services: ServicesDep, caller: CallerDep) -> JobView:
     """The job's state, progress (samples done of planned) and, once finished, its result."""
-    return services.jobs.get(job_id, caller).view()
+    return await services.jobs.view(job_id, caller)
 
 
 @router.get(
@@ -71,10 +69,10 @@ async def stream_job_events(
     job_id: str, services: ServicesDep, caller: CallerDep
 ) -> EventSourceResponse:
     """Follow a job live: Server-Sent Events until it has finished."""
-    job = services.jobs.get(job_id, caller)
+    await services.jobs.view(job_id, caller)  # 404 now, before the stream starts
 
     async def events() -> AsyncIterator[dict[str, str]]:
-        async for view in job.changes():
+        async for view in services.jobs.changes(job_id, caller):
             name = "end" if view.state.finished else "progress"
             yield {"event": name, "data": view.model_dump_json(exclude_none=True)}
 
@@ -84,4 +82,4 @@ async def stream_job_events(
 @router.delete("/{job_id}")
 async def cancel_job(job_id: str, services: ServicesDep, caller: CallerDep) -> JobView:
     """Cancel a job: sampling stops at the next chunk. Finished jobs are left as they are."""
-    return (await services.jobs.cancel(job_id, caller)).view()
+    return await services.jobs.cancel(job_id, caller)
