@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 EXAMPLE := build/chelsea-32.png
 
-.PHONY: run test test-fast check lint typecheck format clean openapi clients clients-check bench
+.PHONY: run test test-fast check lint typecheck format clean openapi clients clients-check bench fuzz
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ check: lint typecheck clients-check
 ## test-fast: the inner loop: lint, types, import contracts and the tests not marked slow (< 2 min)
 test-fast: lint typecheck
 	$(BIN)/pytest -m "not slow" -q
+
+## fuzz [FUZZ_EXAMPLES=1000] [FUZZ_SEED=19]: schemathesis, every check, in development and production (minutes)
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),1000) $(BIN)/pytest tests/test_fuzz.py -q
 
 ## bench NAME=... [ARGS=...]: one benchmark (`dsmooth bench --help` lists them)
 bench: $(STAMP)

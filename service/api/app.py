@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 from typing import Any
@@ -11,13 +11,20 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from pydantic.json_schema import models_json_schema
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.inputs import BodySizeLimit
 from service.api.metrics import MetricsMiddleware
-from service.api.problems import ProblemError, install_problem_handlers, problem_response
+from service.api.problems import (
+    ProblemError,
+    allowed_methods,
+    install_problem_handlers,
+    problem_response,
+)
 from service.api.routes import catalog, certify, demo, health, jobs, keys, preview
 from service.api.routes.openapi_bodies import EXTRA_SCHEMAS
 from service.api.services import Services
@@ -40,6 +47,24 @@ perturbation smaller than the radius can change the smoothed label, with probabi
 def _operation_id(route: APIRoute) -> str:
     """Operation ids are the route functions' names: they become SDK method names."""
     return route.name
+
+
+class AnswerOptions:
+    """``OPTIONS`` on a path the app has: 204 with ``Allow`` naming every method of the path
+    (RFC 9110 9.3.7; ``Allow`` also lists HEAD and OPTIONS); on other paths the 404 as for any
+    method. CORS preflights never get here: CORSMiddleware, outside, answers them."""
+
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
+        self.app, self.routes = app, routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "OPTIONS":
+            methods = allowed_methods(self.routes, scope)
+            if methods:
+                response = Response(status_code=204, headers={"Allow": ", ".join(methods)})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -81,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for router in (*routers, demo.router):
         app.include_router(router)
+    app.add_middleware(AnswerOptions, routes=app.router.routes)
     # Base64 adds a third to the image; leave room for the other fields.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes * 4 // 3 + 65_536)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)

@@ -7,13 +7,14 @@ import binascii
 import json
 from typing import TypeVar
 
+import pydantic_core
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.problems import MEDIA_TYPE, ProblemError, problem_body
+from service.api.problems import MEDIA_TYPE, ProblemError, problem_body, shorten
 
 __all__ = ["BodySizeLimit", "read_image_request"]
 
@@ -58,7 +59,7 @@ async def read_image_request(
             status=415,
             slug="unsupported-content-type",
             title="Unsupported content type",
-            detail=f"send application/json or multipart/form-data, not {content_type!r}",
+            detail=f"send application/json or multipart/form-data, not {shorten(content_type)!r}",
         )
     if len(image) > max_image_bytes:
         raise _too_large(max_image_bytes)
@@ -70,13 +71,22 @@ def _validate(options: type[Options], fields: dict[str, object]) -> Options:
         return options.model_validate(fields)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from exc
+    except RecursionError as exc:  # a validator's own json.loads of a deeply nested form field
+        error = {
+            "loc": ("body",),
+            "msg": "a field's JSON is nested too deeply",
+            "type": "value_error",
+        }
+        raise RequestValidationError([error]) from exc
 
 
 def _json_object(raw: bytes) -> dict[str, object]:
+    """The body as a JSON object, read by pydantic's parser: UTF-8 only, no NaN or Infinity,
+    nesting bounded (its recursion limit), so that no body reaches Python's recursion limit."""
     try:
-        body = json.loads(raw or b"null")
-    except json.JSONDecodeError as exc:
-        detail = f"the body is not valid JSON: {exc}"
+        body = pydantic_core.from_json(raw or b"null", allow_inf_nan=False)
+    except ValueError as exc:  # the message names the position, never the content
+        detail = f"the body is not valid JSON in UTF-8: {shorten(str(exc))}"
         raise ProblemError(
             status=400, slug="malformed-json", title="Malformed JSON", detail=detail
         ) from exc

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
 from service.core.errors import NotConfigured, UnknownModel, VendorUnavailable
 
@@ -17,16 +20,35 @@ __all__ = [
     "PROBLEM_RESPONSES",
     "Problem",
     "ProblemError",
+    "allowed_methods",
     "install_problem_handlers",
     "problem_body",
+    "shorten",
 ]
 
 MEDIA_TYPE = "application/problem+json"
+# A problem document never echoes a long value whole: a 5 MB field comes back as its first
+# characters and an ellipsis, and at most MAX_ERRORS per-field errors are listed.
+MAX_VALUE_CHARS = 200
+MAX_DETAIL_CHARS = 1_000
+MAX_ERRORS = 20
+DETAIL_ERRORS = 2
+
+
+def shorten(text: str, limit: int = MAX_VALUE_CHARS) -> str:
+    """``text`` itself up to ``limit`` characters, else its start and an ellipsis (``limit`` in
+    all)."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 class FieldError(BaseModel):
     field: str = Field(description="the parameter at fault, dotted")
     message: str
+
+    @field_validator("field", "message")
+    @classmethod
+    def _short(cls, value: str) -> str:
+        return shorten(value)
 
 
 class Problem(BaseModel):
@@ -38,6 +60,21 @@ class Problem(BaseModel):
     detail: str = Field(description="what went wrong in this request and how to fix it")
     instance: str | None = Field(None, description="the request path")
     errors: list[FieldError] | None = Field(None, description="per-parameter errors")
+
+    @field_validator("detail")
+    @classmethod
+    def _short_detail(cls, value: str) -> str:
+        return shorten(value, MAX_DETAIL_CHARS)
+
+    @field_validator("instance")
+    @classmethod
+    def _short_instance(cls, value: str | None) -> str | None:
+        return None if value is None else shorten(value)
+
+    @field_validator("errors")
+    @classmethod
+    def _few_errors(cls, value: list[FieldError] | None) -> list[FieldError] | None:
+        return None if value is None else value[:MAX_ERRORS]
 
 
 class ProblemError(Exception):
@@ -82,12 +119,14 @@ def _field(loc: tuple[Any, ...]) -> str:
 
 def domain_problem(exc: Exception) -> ProblemError | None:
     """The problem document of a domain error raised below the API; None for any other."""
-    if isinstance(exc, UnknownModel):
+    if isinstance(exc, UnknownModel):  # the name is the caller's: never echo it whole
+        known = ", ".join(exc.known)
         return ProblemError(
             status=422,
             slug=f"unknown-{exc.kind}",
             title=f"Unknown {exc.kind}",
-            detail=f"{exc} (GET /v1/{exc.kind}s lists them)",
+            detail=f"no {exc.kind} named {shorten(exc.name)!r} here; choose one of: {known} "
+            f"(GET /v1/{exc.kind}s lists them)",
         )
     if isinstance(exc, NotConfigured):
         return ProblemError(
@@ -107,6 +146,22 @@ def domain_problem(exc: Exception) -> ProblemError | None:
     return None
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> list[str]:
+    """Every method ``routes`` answer on the path of ``scope``, and OPTIONS; none where no
+    route has the path. The routes are asked per method (the public ``BaseRoute.matches``,
+    whatever FastAPI's nesting of included routers): Starlette's own 405 names only the first
+    matching route's methods, so GET on ``/v1/jobs/{id}`` hid DELETE."""
+    methods = [
+        method
+        for method in _METHODS
+        if any(route.matches({**scope, "method": method})[0] is Match.FULL for route in routes)
+    ]
+    return [*methods, "OPTIONS"] if methods else []
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
@@ -122,8 +177,13 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [FieldError(field=_field(e["loc"]), message=e["msg"]) for e in exc.errors()]
-        detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
+        # Only the field and pydantic's message, never the ``input`` (the caller's own value).
+        found = exc.errors()
+        errors = [FieldError(field=_field(e["loc"]), message=e["msg"]) for e in found[:MAX_ERRORS]]
+        # The detail names the first few (it fits MAX_DETAIL_CHARS), `errors` up to MAX_ERRORS.
+        detail = "; ".join(f"{e.field}: {e.message}" for e in errors[:DETAIL_ERRORS])
+        if len(found) > DETAIL_ERRORS:
+            detail += f"; and {len(found) - DETAIL_ERRORS} more"
         problem = ProblemError(
             status=422, slug="invalid-parameters", title="Invalid parameters", detail=detail,
             errors=errors,
@@ -132,10 +192,14 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+        titles = {400: "Bad request", 404: "Not found", 405: "Method not allowed"}
+        title = titles.get(exc.status_code, "HTTP error")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # RFC 9110: a 405 lists every method of the resource
+            headers["Allow"] = ", ".join(allowed_methods(request.app.router.routes, request.scope))
         problem = ProblemError(
             status=exc.status_code, slug="", title=title, detail=str(exc.detail),
-            headers=dict(exc.headers or {}) or None,
+            headers=headers or None,
         )  # fmt: skip
         return problem_response(request, problem)
 
