@@ -1,4 +1,5 @@
-"""Budgets and rates shared by gateway replicas through Redis (issue #20, item 2).
+"""Budgets, request rates and vendor pacing shared by gateway replicas through Redis (issue #20,
+item 2).
 
 Two apps on one Redis stand for two replicas behind a load balancer; the controls are the same
 two apps without Redis, where each counts alone (the old behaviour)."""
@@ -19,9 +20,14 @@ import redis
 from asgi_lifespan import LifespanManager
 from PIL import Image
 
+from service.adapters.base import Answer
+from service.adapters.fanout import FanOut, FanOutPolicy
 from service.api.app import create_app
 from service.api.auth import hash_api_key
 from service.config import ApiKey, Settings
+from service.distributed.redis_quotas import RedisQuotas
+from service.distributed.redis_store import connect_redis
+from tests.test_adapters import VENDORS, photos, running
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -110,3 +116,32 @@ async def test_one_request_rate_across_replicas(shared: bool) -> None:
         assert int(answers[-1].headers["Retry-After"]) > 0
     else:
         assert codes == [200] * 6, codes
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("shared", [True, False], ids=["redis", "control-per-process"])
+async def test_replicas_pace_one_vendor_credential_together(shared: bool) -> None:
+    """Two fan-outs on one credential stand for two replicas, each told 8 requests/s; the fake
+    vendor allows 10/s. Paced through Redis they send 8/s together and are never throttled;
+    each pacing alone they send 16/s and are."""
+    vendor = next(v for v in VENDORS if v.name == "azure")  # one image per call
+    connection = connect_redis(REDIS_URL)
+    quotas = RedisQuotas(connection) if shared else None
+    policy = FanOutPolicy(requests_per_second=8, backoff_base_s=0.05, backoff_max_s=0.2)
+    with running(vendor, rate=10.0, burst=2.0) as (fake, url):
+        async with httpx.AsyncClient(timeout=60) as client:
+            replicas = []
+            for _ in range(2):
+                adapter = vendor.adapter(client, url, "good-key")
+                pacer = None
+                if quotas is not None:
+                    pacer = quotas.pacer(f"vendor:azure:{adapter.credential_id}", 8)
+                replicas.append(FanOut(adapter, policy, pacer))
+            results = await asyncio.gather(*[r.classify(photos(12, seed=i)) for i, r in
+                                             enumerate(replicas)])  # fmt: skip
+    await connection.aclose()
+    assert all(isinstance(a, Answer) for answers in results for a in answers)
+    if shared:
+        assert fake.throttled == 0
+    else:
+        assert fake.throttled > 0

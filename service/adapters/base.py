@@ -6,6 +6,7 @@ deadlines and the circuit breaker live in :mod:`service.adapters.fanout`, shared
 
 from __future__ import annotations
 
+import hashlib
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -100,6 +101,10 @@ class Adapter(ABC):
     min_side: ClassVar[int] = 1
     price_per_image: ClassVar[float] = 0.0
     settings_class: ClassVar[type[BaseSettings]]
+    # The classifier's domain: the images it is made for, and the shortest side they should have
+    # (a result on a smaller image carries a warning; None: the adapter cannot tell).
+    images: ClassVar[str | None] = "photos of a few hundred pixels (open vocabulary)"
+    photo_min_side: ClassVar[int | None] = 100
 
     def __init__(self, client: httpx.AsyncClient, settings: BaseSettings | None = None) -> None:
         self.client = client
@@ -117,6 +122,16 @@ class Adapter(ABC):
             for key, value in sorted(values.items())
             if key not in _NOT_IDENTITY and not isinstance(value, SecretStr)
         }
+
+    @property
+    def credential_id(self) -> str:
+        """Names the account that pays (a digest of the credentials, never them): replicas that
+        share it share one rate limit."""
+        values = self.settings.model_dump(mode="python")
+        secrets = [
+            v.get_secret_value() for _, v in sorted(values.items()) if isinstance(v, SecretStr)
+        ]
+        return hashlib.sha256("\0".join([self.name, *secrets]).encode()).hexdigest()[:16]
 
     @property
     def requests_per_second(self) -> float:

@@ -17,6 +17,8 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import TracebackType
+from typing import Protocol
 
 import httpx
 from aiolimiter import AsyncLimiter
@@ -104,14 +106,31 @@ class _WaitRetryAfter:
         return float(wait)
 
 
+class Pacer(Protocol):
+    """Spaces the calls of one credential: ``async with pacer`` waits for the call's turn."""
+
+    async def __aenter__(self) -> object: ...
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> object: ...
+
+
 class FanOut:
     """Shared by every request that uses one adapter (one credential, one rate limit)."""
 
-    def __init__(self, adapter: Adapter, policy: FanOutPolicy | None = None) -> None:
+    def __init__(
+        self, adapter: Adapter, policy: FanOutPolicy | None = None, pacer: Pacer | None = None
+    ) -> None:
         self.adapter = adapter
         self.policy = policy or FanOutPolicy()
         # Paced one request per 1/rate seconds, no burst: a vendor's token bucket never empties.
-        self.limiter = AsyncLimiter(1, 1.0 / self.policy.requests_per_second)
+        # In this process by default; a shared pacer (Redis) keeps all replicas together under
+        # the credential's rate.
+        self.limiter: Pacer = pacer or AsyncLimiter(1, 1.0 / self.policy.requests_per_second)
         self.breaker = CircuitBreaker(
             adapter.name, self.policy.breaker_failures, self.policy.breaker_reset_s
         )

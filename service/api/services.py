@@ -100,7 +100,9 @@ class Services:
                 heartbeat_timeout_s=settings.stream_heartbeat_timeout_s,
                 cold_start_s=settings.stream_cold_start_s,
             )
-        self.catalog = Catalog(settings, stream)
+        quotas: Quotas = RedisQuotas(self.redis) if self.redis is not None else MemoryQuotas()
+        pacers = quotas.pacer if isinstance(quotas, RedisQuotas) else None
+        self.catalog = Catalog(settings, stream, pacers)
         self.store: VoteStore = (
             RedisVoteStore(self.redis, settings.vote_ttl_seconds)
             if self.redis is not None
@@ -115,7 +117,6 @@ class Services:
         self.metrics = Metrics()
         self.auth = Authenticator(settings.api_keys, settings.open_access)
         # One count for every replica when they share a Redis.
-        quotas: Quotas = RedisQuotas(self.redis) if self.redis is not None else MemoryQuotas()
         self.budgets = DailyBudgets(quotas)
         self.rate_limits = RateLimits(settings.requests_per_minute_per_key, quotas)
         self.admission = Admission(settings.max_running, settings.max_queued, settings.max_per_key)

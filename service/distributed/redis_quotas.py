@@ -10,12 +10,14 @@ evicted one only forgets part of one minute.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from types import TracebackType
 from typing import Any
 
 from redis.asyncio import Redis
 
-__all__ = ["RedisQuotas"]
+__all__ = ["RedisPacer", "RedisQuotas"]
 
 _BOOK = """
 local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -80,3 +82,31 @@ class RedisQuotas:
         interval = 60_000 / per_minute
         wait = await self._take(keys=[f"dsmooth:rate:{{{name}}}"], args=[interval, 60_000])
         return float(wait) / 1000
+
+    def pacer(self, name: str, per_second: float) -> RedisPacer:
+        """Spaces calls of ``name`` at most ``per_second`` across every process on this Redis."""
+        return RedisPacer(self, name, per_second)
+
+
+class RedisPacer:
+    """``async with pacer``: wait for this call's turn on a rate shared through Redis (the GCRA
+    above with a window of one interval: no burst, like the per-process pacing)."""
+
+    def __init__(self, quotas: RedisQuotas, name: str, per_second: float) -> None:
+        self._take, self._key = quotas._take, f"dsmooth:pace:{{{name}}}"
+        self._interval_ms = 1000 / per_second
+
+    async def __aenter__(self) -> RedisPacer:
+        while wait := await self._take(
+            keys=[self._key], args=[self._interval_ms, self._interval_ms]
+        ):
+            await asyncio.sleep(float(wait) / 1000)
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
