@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cache, partial
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -17,14 +19,17 @@ from denoisers.registry import State, register_architecture, with_state
 
 __all__ = [
     "CIFAR10_CLASSES",
+    "CIFAR10_IMAGES",
     "CIFAR_MEAN",
     "CIFAR_STD",
+    "IMAGENET_IMAGES",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "CifarResNet",
     "Normalize",
     "cifar_resnet",
     "torchvision_resnet",
+    "torchvision_weights_file",
 ]
 
 CIFAR10_CLASSES = (
@@ -43,6 +48,9 @@ CIFAR10_CLASSES = (
 # models are interchangeable.
 CIFAR_MEAN = IMAGENET_MEAN = (0.485, 0.456, 0.406)
 CIFAR_STD = IMAGENET_STD = (0.229, 0.224, 0.225)
+# The domains the classifiers were made for (what a certificate's warnings compare images with).
+CIFAR10_IMAGES = "CIFAR-10 photos, 32x32 (10 classes)"
+IMAGENET_IMAGES = "ImageNet photos, about 224x224 (1000 classes)"
 
 
 class Normalize(nn.Module):
@@ -122,19 +130,45 @@ def torchvision_resnet(depth: int, state: dict[str, torch.Tensor] | None = None)
     from torchvision import models
 
     builders = {18: models.resnet18, 34: models.resnet34, 50: models.resnet50}
-    weight_enums = {
-        18: models.ResNet18_Weights.IMAGENET1K_V1,
-        34: models.ResNet34_Weights.IMAGENET1K_V1,
-        50: models.ResNet50_Weights.IMAGENET1K_V2,
-    }
     if depth not in builders:
         raise ValueError(f"torchvision ResNet depth must be one of {sorted(builders)}")
     if state is None:
-        model = builders[depth](weights=weight_enums[depth])
+        try:
+            model = builders[depth](weights=_torchvision_weights(depth))
+        except (OSError, RuntimeError) as exc:  # no internet: URLError is an OSError
+            raise RuntimeError(
+                f"the torchvision weights of resnet{depth} are not in the torch hub cache "
+                f"({torchvision_weights_file(depth)}) and could not be downloaded ({exc}); "
+                f"give a file instead: resnet{depth}:PATH.pth"
+            ) from exc
     else:
         model = builders[depth](weights=None)
         model.load_state_dict(state)
     return nn.Sequential(Normalize(IMAGENET_MEAN, IMAGENET_STD), model)
+
+
+def _torchvision_weights(depth: int) -> Any:
+    from torchvision import models
+
+    return {
+        18: models.ResNet18_Weights.IMAGENET1K_V1,
+        34: models.ResNet34_Weights.IMAGENET1K_V1,
+        50: models.ResNet50_Weights.IMAGENET1K_V2,
+    }[depth]
+
+
+def torchvision_weights_file(depth: int) -> Path:
+    """Where torchvision keeps (or would download) the ImageNet weights of ResNet-``depth``."""
+    url = _torchvision_weights(depth).url
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+
+
+def _weights_missing(depth: int) -> str | None:
+    """Why ``resnetN`` without a file cannot be loaded offline (None: its weights are cached)."""
+    path = torchvision_weights_file(depth)
+    if path.is_file():
+        return None
+    return f"torchvision weights not cached ({path}): downloads them, or give resnet{depth}:PATH"
 
 
 def _cifar_resnet(depth: int, state: State | None) -> nn.Module:
@@ -156,6 +190,7 @@ for _depth in (20, 32, 44, 56, 110):
         description=f"CIFAR-10 ResNet-{_depth} (option-A shortcuts), 32x32 input",
         classes=CIFAR10_CLASSES,
         input_size=32,
+        images=CIFAR10_IMAGES,
     )(partial(_cifar_resnet, _depth))
 
 for _depth in (18, 34, 50):
@@ -166,4 +201,6 @@ for _depth in (18, 34, 50):
         description=f"torchvision ImageNet ResNet-{_depth}, 224x224 input",
         classes=_imagenet_classes,
         input_size=224,
+        images=IMAGENET_IMAGES,
+        unavailable=partial(_weights_missing, _depth),
     )(partial(torchvision_resnet, _depth))

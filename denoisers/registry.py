@@ -4,12 +4,19 @@ A model spec is ``NAME`` or ``NAME:WEIGHTS``. ``NAME`` is an architecture (``dnc
 ``cifar-resnet56``, ``resnet50``, ...) or a shipped checkpoint (a ``.safetensors`` file in
 ``denoisers/checkpoints/`` whose metadata names its architecture). ``WEIGHTS`` is a path to a
 safetensors checkpoint or a torch pickle (``.th``, ``.pt``, ``.pth``).
+
+A classifier may also be a model file of another framework: ``onnx:PATH``, ``torchscript:PATH``,
+``tflite:PATH`` (:mod:`denoisers.runtimes`). A file's model card (:mod:`denoisers.cards`: input
+size, channel order, normalisation, class names, the kind of images) lies beside it or follows
+the path inline (``PATH?key=value&...``); for a state dict of a registered architecture the card
+may only name the classes, the images and a version. A file's version is its SHA-256 digest
+(``sha256:<12 hex>``), followed by ``+card:<8 hex>`` when a card changes what it computes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
@@ -18,9 +25,12 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from denoisers.cards import CardError, ModelCard, load_card, split_spec
 from denoisers.checkpoints import file_version, read_metadata, read_state
+from denoisers.runtimes import FORMATS, load_external
 
 __all__ = [
+    "FORMATS",
     "SHIPPED_DIR",
     "Architecture",
     "LoadedModel",
@@ -38,6 +48,7 @@ __all__ = [
     "shipped_checkpoints",
     "shipped_denoiser_for",
     "shipped_metadata",
+    "shipped_siblings",
     "with_state",
 ]
 
@@ -65,6 +76,9 @@ class Architecture:
     description: str
     class_names: Callable[[], tuple[str, ...]] = tuple
     input_size: int | None = None
+    images: str | None = None  # the kind of images it was made for (its domain)
+    # Why its default weights cannot be loaded here (None: they can, or it needs weights).
+    unavailable: Callable[[], str | None] = lambda: None
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -83,6 +97,7 @@ class LoadedModel:
     classes: tuple[str, ...] = ()
     input_size: int | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    images: str | None = None  # the kind of images it was made for (its domain)
 
     @property
     def sigma(self) -> float | None:
@@ -102,6 +117,8 @@ def register_architecture(
     description: str,
     classes: tuple[str, ...] | Callable[[], tuple[str, ...]] = (),
     input_size: int | None = None,
+    images: str | None = None,
+    unavailable: Callable[[], str | None] | None = None,
 ) -> Callable[[Builder], Builder]:
     """Register ``build(state_or_None) -> module`` under ``name``; refuses to overwrite a name.
 
@@ -114,8 +131,9 @@ def register_architecture(
         if name in _ARCHITECTURES:
             raise ValueError(f"architecture {name!r} is already registered")
         _ARCHITECTURES[name] = Architecture(
-            name, kind, build, needs_weights, description, class_names, input_size
-        )
+            name, kind, build, needs_weights, description, class_names, input_size, images,
+            unavailable or (lambda: None),
+        )  # fmt: skip
         return build
 
     return decorator
@@ -177,28 +195,40 @@ def shipped_metadata() -> Mapping[str, Mapping[str, Any]]:
     return {name: read_metadata(path) for name, path in shipped_checkpoints().items()}
 
 
+def shipped_siblings(like: str) -> dict[float, str]:
+    """The shipped denoisers of the family of the shipped denoiser ``like``, by the sigma each
+    was trained for (``like`` first among any two of one sigma); {} when ``like`` is not
+    shipped."""
+    shipped = shipped_metadata()
+    if like not in shipped:
+        return {}
+    family = _family(shipped[like])
+    siblings: dict[float, str] = {}
+    for name, metadata in sorted(shipped.items(), key=lambda item: item[0] != like):
+        trained_for = metadata.get("sigma")
+        kind = metadata.get("kind")
+        if kind == "denoiser" and trained_for is not None and _family(metadata) == family:
+            siblings.setdefault(float(trained_for), name)
+    return siblings
+
+
 def shipped_denoiser_for(sigma: float, like: str) -> str | None:
     """The shipped denoiser trained for ``sigma`` in the family of the shipped denoiser ``like``
     (``like`` itself when it is trained for ``sigma``); None when none is shipped."""
-    shipped = shipped_metadata()
-    if like not in shipped:
-        return None
-    family = _family(shipped[like])
-    for name, metadata in sorted(shipped.items(), key=lambda item: item[0] != like):
-        trained_for = metadata.get("sigma")
-        if (
-            metadata.get("kind") == "denoiser"
-            and trained_for is not None
-            and abs(float(trained_for) - sigma) < 1e-9
-            and _family(metadata) == family
-        ):
+    for trained_for, name in shipped_siblings(like).items():
+        if abs(trained_for - sigma) < 1e-9:
             return name
     return None
 
 
 def load_model(spec: str, kind: ModelKind) -> LoadedModel:
     """Build the model named by ``spec`` (``NAME`` or ``NAME:WEIGHTS``) in eval mode on the CPU."""
-    name, _, weights = spec.partition(":")
+    name, _, rest = spec.partition(":")
+    weights, inline = split_spec(rest)
+    if name in FORMATS:
+        if kind != "classifier":
+            raise UnknownModelError(f"{name!r} files serve classifiers only, not {kind}s")
+        return _external(name, _weights_path(name, weights), inline)
     shipped = shipped_checkpoints()
     if name in shipped and not weights:
         return _from_checkpoint(name, kind, shipped[name])
@@ -211,10 +241,88 @@ def load_model(spec: str, kind: ModelKind) -> LoadedModel:
         if arch.needs_weights:
             raise ModelLoadError(f"{kind} {name!r} needs weights: use {name}:PATH")
         return _build(arch, None, name, _default_version(arch))
+    path = _weights_path(name, weights)
+    card = _card(path, inline)
+    if card is not None and card.given - _STATE_CARD_FIELDS:
+        fields = ", ".join(sorted(card.given - _STATE_CARD_FIELDS))
+        raise ModelLoadError(
+            f"the card of {path.name} sets {fields}: the architecture {name!r} fixes them (its "
+            f"first layer normalises); a state dict's card may set only "
+            f"{', '.join(sorted(_STATE_CARD_FIELDS))}"
+        )
+    model = _build(arch, path, name, _file_version(path, card))
+    return _with_card(model, card) if card is not None else model
+
+
+# What a model card may say about a state dict of a registered architecture.
+_STATE_CARD_FIELDS = frozenset({"classes", "images", "version"})
+
+
+def _weights_path(name: str, weights: str) -> Path:
+    if not weights:
+        raise ModelLoadError(f"{name!r} needs a file: use {name}:PATH")
     path = Path(weights).expanduser()
     if not path.is_file():
         raise ModelLoadError(f"weights file not found: {path}")
-    return _build(arch, path, name, file_version(path))
+    return path
+
+
+def _card(path: Path, inline: Mapping[str, str]) -> ModelCard | None:
+    try:
+        return load_card(path, inline)
+    except CardError as exc:
+        raise ModelLoadError(str(exc)) from exc
+
+
+def _file_version(path: Path, card: ModelCard | None) -> str:
+    """The file's digest, and the card's where there is one: a card changes the base
+    classifier (preprocessing, names), so it is part of the version and of every noise seed."""
+    return file_version(path) + ("" if card is None else f"+card:{card.digest()}")
+
+
+def _card_metadata(card: ModelCard) -> dict[str, Any]:
+    return {"card": card.model_dump(mode="json", exclude={"classes"}, exclude_none=True)}
+
+
+def _with_card(model: LoadedModel, card: ModelCard) -> LoadedModel:
+    """A state dict's model with its card's class names and images."""
+    classes = model.classes
+    if card.classes is not None:
+        if len(card.classes) != len(model.classes):
+            raise ModelLoadError(
+                f"the card names {len(card.classes)} classes, {model.architecture!r} has "
+                f"{len(model.classes)}"
+            )
+        classes = card.classes
+    return replace(
+        model,
+        classes=classes,
+        images=card.images or model.images,
+        metadata={**model.metadata, **_card_metadata(card)},
+    )
+
+
+def _external(fmt: str, path: Path, inline: Mapping[str, str]) -> LoadedModel:
+    """A classifier file of another framework (ONNX, TorchScript, TFLite) and its card."""
+    card = _card(path, inline)
+    try:
+        loaded = load_external(fmt, path, card)
+    except Exception as exc:  # the runtimes raise their own types for unreadable files
+        raise ModelLoadError(f"cannot load {fmt} classifier from {path}: {exc}") from exc
+    metadata: dict[str, Any] = {**loaded.details, "file": path.name}
+    if card is not None:
+        metadata.update(_card_metadata(card))
+    return LoadedModel(
+        name=fmt,
+        kind="classifier",
+        architecture=fmt,
+        version=_file_version(path, card),
+        module=loaded.module,
+        classes=loaded.classes,
+        input_size=loaded.input_size,
+        metadata=metadata,
+        images=None if card is None else card.images,
+    )
 
 
 def load_denoiser(spec: str) -> LoadedModel:
@@ -257,6 +365,7 @@ def _build(
         classes=arch.classes,
         input_size=arch.input_size,
         metadata=dict(metadata or {}),
+        images=arch.images,
     )
 
 

@@ -447,18 +447,22 @@ async def test_the_default_denoiser_follows_the_requested_sigma(
     settings = settings_for(denoiser="unet-cifar10-s0.25-mse")
     async for client in _client(settings, "asgi"):
         names = {}
-        for sigma in (0.12, 0.25, 0.3):
+        for sigma in (0.12, 0.25, 0.5):
             response = await client.post(
                 "/v1/certify", **_upload(_photo(4), n0=5, n=20, sigma=sigma)
             )
             assert response.status_code == 200, response.text
             names[sigma] = response.json()["denoiser"]["name"]
+            assert response.json()["warnings"] == []  # each trained for its sigma
         chosen = await client.post(
             "/v1/certify", **_upload(_photo(4), n0=5, n=20, sigma=0.12, denoiser="none")
         )
         assert chosen.json()["denoiser"]["name"] == "none"  # a named denoiser is kept
+        # None trained for 0.3: never the default quietly (tests/test_domain.py has the rest).
+        untrained = await client.post("/v1/certify", **_upload(_photo(4), n0=5, n=20, sigma=0.3))
+        assert untrained.status_code == 422, untrained.text
     assert names == {
         0.12: "unet-cifar10-s0.12-mse",  # the shipped sibling trained for 0.12
         0.25: "unet-cifar10-s0.25-mse",
-        0.3: "unet-cifar10-s0.25-mse",  # none trained for 0.3: the default
+        0.5: "unet-cifar10-s0.5-mse",
     }

@@ -33,6 +33,9 @@ class KServeAdapter(Adapter):
 
     name: ClassVar[str] = "kserve"
     max_images_per_call: ClassVar[int] = 64
+    # Any model behind Open Inference Protocol v2: its domain is the operator's to know.
+    images: ClassVar[str | None] = None
+    photo_min_side: ClassVar[int | None] = None
     settings_class: ClassVar[type[BaseSettings]] = KServeSettings
     settings: KServeSettings
 

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
-from service.core.errors import NotConfigured, UnknownModel, VendorUnavailable
+from service.core.errors import NoDenoiserForSigma, NotConfigured, UnknownModel, VendorUnavailable
 
 __all__ = [
     "MEDIA_TYPE",
@@ -128,6 +128,19 @@ def domain_problem(exc: Exception) -> ProblemError | None:
             detail=f"no {exc.kind} named {shorten(exc.name)!r} here; choose one of: {known} "
             f"(GET /v1/{exc.kind}s lists them)",
         )
+    if isinstance(exc, NoDenoiserForSigma):
+        return ProblemError(
+            status=422,
+            slug="no-denoiser-for-sigma",
+            title="No denoiser trained for this sigma",
+            detail=f"{exc} (GET /v1/denoisers lists them; 'none' is plain randomized smoothing)",
+            errors=[
+                FieldError(
+                    field="sigma",
+                    message="trained sigmas: " + ", ".join(f"{t:g}" for t in exc.trained),
+                )
+            ],
+        )
     if isinstance(exc, NotConfigured):
         return ProblemError(
             status=422,
@@ -168,6 +181,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(request, exc)
 
     @app.exception_handler(UnknownModel)
+    @app.exception_handler(NoDenoiserForSigma)
     @app.exception_handler(NotConfigured)
     @app.exception_handler(VendorUnavailable)
     async def _domain(request: Request, exc: Exception) -> JSONResponse:

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from service.core.results import (
+    SIGMA_MAX,
     CandidateSource,
     CertifyParams,
     ModelRef,
@@ -110,7 +111,7 @@ class JobRequest(JobOptions):
 
 class PreviewOptions(StrictModel):
     denoiser: str | None = Field(None, description=DENOISER_HELP)
-    sigma: float = Field(0.25, gt=0, le=4.0, description="noise level in [0, 1] pixel units")
+    sigma: float = Field(0.25, gt=0, le=SIGMA_MAX, description="noise level in (0, 1] pixel units")
     k: int = Field(8, ge=1, le=16, description="copies to show")
 
 

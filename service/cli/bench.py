@@ -27,12 +27,14 @@ from benchmarks.evaluation import (
     format_denoiser_table,
     run_certified_accuracy,
 )
+from service.core.results import SIGMA_MAX
 
 __all__ = ["bench"]
 
 _DATA_HELP = "lossless test set (.npz); default: $DSMOOTH_SHARED_DIR/data/cifar10/... (../shared)"
 _TARGET_HELP = "classifier spec NAME[:WEIGHTS]; default: the third-party ResNet-56 in ../shared"
-_SIGMAS_HELP = f"repeatable; default {' '.join(f'{sigma:g}' for sigma in SIGMAS)}"
+_SIGMAS_HELP = f"repeatable, in (0, 1]; default {' '.join(f'{sigma:g}' for sigma in SIGMAS)}"
+_SIGMA = click.FloatRange(0, SIGMA_MAX, min_open=True)
 
 
 def _write(report: dict[str, Any], out: Path) -> None:
@@ -106,7 +108,7 @@ for _name, (_module, _help) in _SCRIPTS.items():
     help=f"repeatable: {', '.join(METHODS)} (the shipped U-Net of each sigma) or a denoiser spec; "
     "default: all four",
 )
-@click.option("--sigma", "sigmas", type=float, multiple=True, help=_SIGMAS_HELP)
+@click.option("--sigma", "sigmas", type=_SIGMA, multiple=True, help=_SIGMAS_HELP)
 @click.option("--data", type=click.Path(dir_okay=False, path_type=Path), help=_DATA_HELP)
 @click.option(
     "--images",
@@ -174,7 +176,7 @@ def certify_command(
     multiple=True,
     help="repeatable denoiser spec; default: every shipped CIFAR-10 denoiser",
 )
-@click.option("--sigma", "sigmas", type=float, multiple=True, help=_SIGMAS_HELP)
+@click.option("--sigma", "sigmas", type=_SIGMA, multiple=True, help=_SIGMAS_HELP)
 @click.option("--data", type=click.Path(dir_okay=False, path_type=Path), help=_DATA_HELP)
 @click.option("--images", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option(

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from denoisers.registry import (
+    FORMATS,
     ModelLoadError,
     UnknownModelError,
     architectures,
@@ -31,7 +32,8 @@ from service.cli.bench import bench
 from service.cli.train import train_classifier_command, train_denoiser_command
 from service.config import ApiKey, Settings
 from service.core.certifier import Certifier, Progress
-from service.core.errors import UnknownModel
+from service.core.domain import image_warnings
+from service.core.errors import NoDenoiserForSigma, UnknownModel
 from service.core.noise import image_digest
 from service.core.results import Certificate, CertifyParams, Prediction, PredictParams
 from service.core.signing import new_private_key_pem, verify_certificate
@@ -47,6 +49,7 @@ _USER_ERRORS = (
     UnknownModel,
     UnknownModelError,
     ModelLoadError,
+    NoDenoiserForSigma,
     ValidationError,
     ValueError,
 )
@@ -92,9 +95,18 @@ def _sampling_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by ``certify`` and ``predict``; unset ones take the schema defaults."""
     options = [
         click.argument("image", type=click.Path(path_type=Path)),
-        click.option("--classifier", help="classifier spec NAME[:WEIGHTS] (default: settings)"),
-        click.option("--denoiser", help="denoiser spec NAME[:WEIGHTS] (default: settings)"),
-        click.option("--sigma", type=float, help="noise level in [0, 1] pixel units [0.25]"),
+        click.option(
+            "--classifier",
+            help="classifier spec NAME[:WEIGHTS], or a model file onnx:PATH, torchscript:PATH, "
+            "tflite:PATH (its card beside it or inline: PATH?input_size=224&...) "
+            "(default: settings)",
+        ),
+        click.option(
+            "--denoiser",
+            help="denoiser spec NAME[:WEIGHTS] (default: the default denoiser's sibling trained "
+            "for --sigma)",
+        ),
+        click.option("--sigma", type=float, help="noise level in (0, 1] pixel units [0.25]"),
         click.option("--n", "n", type=int, help="estimation samples [10000]"),
         click.option("--alpha", type=float, help="failure probability [0.001]"),
         click.option("--device", help="auto, cpu, cuda, cuda:N (default: settings)"),
@@ -117,17 +129,21 @@ def _certifier(
     device: str | None,
     batch_size: int | None,
     sigma: float,
+    shape: tuple[int, ...],
 ) -> Certifier:
     # The models given on the command line (names or NAME:WEIGHTS) become the pool's defaults;
-    # the denoiser, as in the gateway, defaults to the default's sibling trained for sigma.
+    # the denoiser, as in the gateway, defaults to the default's sibling trained for sigma (and
+    # with none trained for it, NoDenoiserForSigma lists the sigmas there are).
     overrides = _given(
         classifier=classifier, denoiser=denoiser, device=device, batch_size=batch_size
     )
     settings = Settings(**overrides)
     pool = ModelPool(settings)
-    chosen = pool.default_denoiser if denoiser else None
-    sampler = pool.local_sampler(pool.default_classifier, pool.denoiser_for(chosen, sigma))
-    return Certifier(sampler, settings.secret_bytes)
+    chosen = pool.denoiser_for(pool.default_denoiser if denoiser else None, sigma)
+    sampler = pool.local_sampler(pool.default_classifier, chosen)
+    name = pool.default_classifier
+    warnings = image_warnings(name, pool.domain(name), shape) + pool.sigma_warnings(chosen, sigma)
+    return Certifier(sampler, settings.secret_bytes, warnings=warnings)
 
 
 class _Bar:
@@ -173,7 +189,9 @@ def certify(
     """Certify IMAGE: the smoothed label and the L2 radius within which it cannot change."""
     params = CertifyParams(**_given(sigma=sigma, n=n, alpha=alpha, n0=n0, candidate=candidate))
     pixels = load_image(image)
-    certifier = _certifier(classifier, denoiser, device, batch_size, params.sigma)
+    certifier = _certifier(
+        classifier, denoiser, device, batch_size, params.sigma, tuple(pixels.shape)
+    )
     with _Bar(progress) as bar:
         result = asyncio.run(certifier.certify(pixels, params, bar))
     _print(signer_for(Settings()).signed(result), as_json)
@@ -196,7 +214,9 @@ def predict(
     """Predict IMAGE's smoothed label, abstaining when the vote is not significant at alpha."""
     params = PredictParams(**_given(sigma=sigma, n=n, alpha=alpha))
     pixels = load_image(image)
-    certifier = _certifier(classifier, denoiser, device, batch_size, params.sigma)
+    certifier = _certifier(
+        classifier, denoiser, device, batch_size, params.sigma, tuple(pixels.shape)
+    )
     with _Bar(progress) as bar:
         result = asyncio.run(certifier.predict(pixels, params, bar))
     _print(result, as_json)
@@ -381,10 +401,16 @@ def report(bench: Path, out_dir: Path | None) -> None:
 
 @cli.command()
 def models() -> None:
-    """List the model architectures and shipped checkpoints."""
+    """List the model architectures, the model file formats and the shipped checkpoints.
+
+    "ready" means it loads here without a file: no download, nothing to give."""
     for arch in sorted(architectures().values(), key=lambda a: (a.kind, a.name)):
-        weights = "needs :WEIGHTS" if arch.needs_weights else "ready"
-        click.echo(f"{arch.kind:<10} {arch.name:<16} {weights:<14} {arch.description}")
+        missing = None if arch.needs_weights else arch.unavailable()
+        weights = "needs :WEIGHTS" if arch.needs_weights or missing else "ready"
+        note = f" [{missing}]" if missing else ""
+        click.echo(f"{arch.kind:<10} {arch.name:<16} {weights:<14} {arch.description}{note}")
+    for fmt, description in FORMATS.items():
+        click.echo(f"{'classifier':<10} {fmt:<16} {'needs :PATH':<14} {description}")
     for name in shipped_checkpoints():
         click.echo(f"{'shipped':<10} {name}")
 
@@ -416,5 +442,6 @@ def _print(result: Certificate | Prediction, as_json: bool) -> None:
         f"models      classifier {result.classifier.name} ({result.classifier.version}), "
         f"denoiser {result.denoiser.name} ({result.denoiser.version})",
         f"ran on      {result.device}, {result.precision}, {result.timings.total_s:.2f} s",
+        *(f"warning     {warning}" for warning in result.warnings),
     ]
     click.echo("\n".join(lines))

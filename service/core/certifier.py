@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypedDict
 
@@ -117,6 +117,7 @@ class _CommonFields(TypedDict):
     device: str
     precision: str
     image_digest: str
+    warnings: list[str]
 
 
 class Certifier:
@@ -126,7 +127,11 @@ class Certifier:
     With a ``ledger`` (the service always has one) each certificate spends only its stream's
     share of alpha, so that no sequence of requests for one image can fish for a wrong
     certificate (rule 9, :mod:`service.core.ledger`). Without one, each certificate holds at its
-    alpha on its own — what a single request or a benchmark needs."""
+    alpha on its own — what a single request or a benchmark needs.
+
+    ``warnings`` (:mod:`service.core.domain`) go into every result as they are: why it may
+    mean less than it seems (the image far from the classifier's domain, a denoiser trained for
+    another sigma)."""
 
     def __init__(
         self,
@@ -134,10 +139,12 @@ class Certifier:
         secret: bytes,
         store: VoteStore | None = None,
         ledger: Ledger | None = None,
+        warnings: Sequence[str] = (),
     ) -> None:
         if not secret:
             raise ValueError("the server secret must not be empty")
         self.sampler, self.store, self.ledger, self._secret = sampler, store, ledger, secret
+        self.warnings = list(warnings)
 
     async def certify(
         self, image: torch.Tensor, params: CertifyParams, progress: Progress | None = None
@@ -375,6 +382,7 @@ class Certifier:
             "device": sampler.device_name,
             "precision": sampler.precision,
             "image_digest": digest,
+            "warnings": list(self.warnings),
         }
 
     def _cost(self, queries: Queries) -> float:

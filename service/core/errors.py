@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["NotConfigured", "UnknownModel", "VendorUnavailable"]
+__all__ = ["NoDenoiserForSigma", "NotConfigured", "UnknownModel", "VendorUnavailable"]
 
 
 class UnknownModel(LookupError):
@@ -14,6 +14,21 @@ class UnknownModel(LookupError):
     def __init__(self, kind: str, name: str, known: Iterable[str]) -> None:
         self.kind, self.name, self.known = kind, name, sorted(known)
         super().__init__(f"no {kind} named {name!r} here; choose one of: {', '.join(self.known)}")
+
+
+class NoDenoiserForSigma(LookupError):
+    """No denoiser is trained for the requested sigma and the request named none: the default
+    would be used at a noise level it was not trained for (a silent mismatch)."""
+
+    def __init__(self, sigma: float, default: str, trained: Iterable[float]) -> None:
+        self.sigma, self.default, self.trained = sigma, default, sorted(trained)
+        sigmas = ", ".join(f"{t:g}" for t in self.trained)
+        super().__init__(
+            f"no denoiser here is trained for sigma {sigma:g}; the default denoiser {default} "
+            f"and its siblings are trained for sigma {sigmas}: choose one of those, or name a "
+            f"denoiser to use at sigma {sigma:g} anyway (its result then says that it was "
+            "trained for another sigma)"
+        )
 
 
 class NotConfigured(RuntimeError):

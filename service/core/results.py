@@ -7,6 +7,7 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "SIGMA_MAX",
     "Bound",
     "CandidateSource",
     "Certificate",
@@ -25,6 +26,7 @@ __all__ = [
 
 CandidateSource = Literal["noisy", "clean"]
 SIGMA_DECIMALS = 4  # sigma is certified on this grid
+SIGMA_MAX = 1.0  # sigma lives in (0, 1] pixel units: beyond 1 the noise drowns any [0, 1] image
 
 _EXAMPLE_COMMON: dict[str, Any] = {
     "request_id": "5f0c2d7e9b1a4c3e8d6f7a2b1c0d9e8f",
@@ -52,8 +54,8 @@ class StrictModel(BaseModel):
 
 class PredictParams(StrictModel):
     sigma: float = Field(
-        0.25, gt=0, le=4.0,
-        description="noise level in [0, 1] pixel units, on a grid of 1e-4 (0.2500001 is 0.25: "
+        0.25, gt=0, le=SIGMA_MAX,
+        description="noise level in (0, 1] pixel units, on a grid of 1e-4 (0.2500001 is 0.25: "
         "sigma in the 7th decimal is no fresh chance at a certificate)",
     )  # fmt: skip
     n: int = Field(10_000, ge=1, le=10_000_000, description="number of noisy samples")
@@ -142,6 +144,12 @@ class _Result(StrictModel):
     device: str
     precision: str
     image_digest: str = Field(description="SHA-256 of the certified float32 pixels")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="why the result may mean less than it seems, though it is valid: the image "
+        "far from what the classifier was made for (size, shape), a denoiser trained for "
+        "another sigma; empty when none",
+    )
 
 
 class LedgerPosition(StrictModel):

@@ -55,7 +55,11 @@ def measure(module: nn.Module, shape: tuple[int, ...]) -> Work:
             largest = max(largest, output.numel())
 
     device = next(module.parameters(), torch.empty(0)).device
-    hooks = [m.register_forward_hook(record) for m in module.modules()]
+    # TorchScript modules take no hooks: their activations count through their output only.
+    scripted = torch.jit.ScriptModule
+    hooks = [
+        m.register_forward_hook(record) for m in module.modules() if not isinstance(m, scripted)
+    ]
     try:
         with FlopCounterMode(display=False) as counter:
             module(torch.zeros(1, *shape, device=device))

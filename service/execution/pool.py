@@ -15,9 +15,10 @@ from dataclasses import replace
 
 import torch
 
-from denoisers.registry import LoadedModel, load_model, shipped_denoiser_for, shipped_metadata
+from denoisers.registry import LoadedModel, load_model, shipped_metadata, shipped_siblings
 from service.config import Settings
-from service.core.errors import UnknownModel
+from service.core.domain import Domain, sigma_warnings
+from service.core.errors import NoDenoiserForSigma, UnknownModel
 from service.execution.devices import configure_cpu_threads, resolve_device
 from service.execution.local import LocalDenoiser, LocalSampler
 
@@ -73,13 +74,51 @@ class ModelPool:
         self.warm = True
 
     def denoiser_for(self, denoiser: str | None, sigma: float) -> str:
-        """The requested denoiser; by default the default denoiser's shipped sibling trained for
-        ``sigma`` where one is served (any denoiser gives a valid certificate, but one trained
-        for another noise level removes this one worse), else the default denoiser."""
+        """The requested denoiser; by default the default denoiser's sibling trained for
+        ``sigma`` (the default itself when it is). Any denoiser gives a valid certificate, but
+        one trained for another noise level removes this one worse: with no sibling for
+        ``sigma``, NoDenoiserForSigma lists the sigmas there are, unless the default declares
+        none (``none``, or a file without a sigma), which is then used at any sigma."""
         if denoiser is not None:
             return denoiser
-        sibling = shipped_denoiser_for(sigma, like=self.default_denoiser)
-        return sibling if sibling in self.specs["denoiser"] else self.default_denoiser
+        trained = self.trained_sigmas()
+        if not trained:
+            return self.default_denoiser
+        for trained_for, name in trained.items():
+            if abs(trained_for - sigma) < 1e-9:
+                return name
+        raise NoDenoiserForSigma(sigma, self.default_denoiser, trained)
+
+    def trained_sigmas(self) -> dict[float, str]:
+        """The served denoisers the default may give way to, by the sigma each was trained
+        for: its shipped siblings, or the default alone when it is not shipped; {} when the
+        default declares no sigma."""
+        default = self.default_denoiser
+        siblings = {
+            sigma: name
+            for sigma, name in shipped_siblings(default).items()
+            if name in self.specs["denoiser"]
+        }
+        if siblings:
+            return dict(sorted(siblings.items()))
+        own = self.model("denoiser", default).sigma
+        return {} if own is None else {own: default}
+
+    def sigma_warnings(self, denoiser: str, sigma: float) -> list[str]:
+        """What a result says when ``denoiser`` was trained for another sigma, naming its
+        served sibling trained for ``sigma`` where there is one."""
+        trained_for = self.model("denoiser", denoiser).sigma
+        better = [
+            name
+            for trained, name in shipped_siblings(denoiser).items()
+            if abs(trained - sigma) < 1e-9 and name in self.specs["denoiser"]
+        ]
+        return sigma_warnings(denoiser, trained_for, sigma, better)
+
+    def domain(self, classifier: str) -> Domain:
+        """What a local classifier declares about the images it was made for."""
+        model = self.model("classifier", classifier)
+        return Domain(model.images, model.input_size, len(model.classes) or None)
 
     def local_sampler(self, classifier: str, denoiser: str) -> LocalSampler:
         """The in-process sampler of a local pair (built once)."""

@@ -36,6 +36,10 @@ async function loadCatalog() {
     fill($("classifier"), classifiers.filter((c) => c.credentials_configured), (c) =>
       `${c.name}${c.kind === "remote" ? ` ($${(c.price_per_query * 1000).toFixed(2)}/1000)` : ""}`);
     fill($("denoiser"), denoisers, (d) => `${d.name}${d.sigma ? ` (σ ${d.sigma})` : ""}`);
+    // Without a name the server picks the default's sibling trained for σ (a 422 if none is).
+    const auto = new Option("auto: trained for σ", "");
+    $("denoiser").prepend(auto);
+    auto.selected = true;
     showError("");
   } catch (error) {
     showError(`${error.message} — enter an API key, then reload the lists by changing it.`);
@@ -156,6 +160,11 @@ function show(certificate) {
     `${q.failed} failed), cost $${certificate.cost.toFixed(4)}, ` +
     `${certificate.timings.total_s.toFixed(2)} s on ${certificate.device} (${certificate.precision}); ` +
     `classifier ${certificate.classifier.name}, denoiser ${certificate.denoiser.name}.`;
+  const warnings = certificate.warnings || [];
+  $("warnings").replaceChildren(
+    ...warnings.map((text) => Object.assign(document.createElement("li"), { textContent: text })),
+  );
+  $("warnings").hidden = warnings.length === 0;
   $("result").hidden = false;
 }
 
