@@ -72,15 +72,6 @@ def _config(*, open_access: bool) -> SchemathesisConfig:
                 # ended (documented on the operation). A GET after it is 200 by design.
                 "use_after_free": {"enabled": False},
             },
-            "operations": [
-                {
-                    # Until routes/jobs.py documents one event (an object of `event` and `data`,
-                    # the JobView as JSON) instead of {"type": "string"}: Open API 3.1 reads an
-                    # event stream's `schema` per event, so every real event fails it (#19).
-                    "include-path": "/v1/jobs/{job_id}/events",
-                    "checks": {"response_schema_conformance": {"enabled": False}},
-                }
-            ],
         }
     )
 

@@ -229,11 +229,11 @@ async def test_a_chunk_that_crashes_every_worker_is_dead_lettered_and_fails_its_
         assert group.procs[survivor].poll() is None
         group.stop_all()
         survivor_log = group.log(survivor)
-    assert response.status_code == 500, response.text
+    assert response.status_code == 502, response.text
     problem = response.json()
     assert problem["type"] == "/problems/chunk-dead-lettered"
     assert "handed to stream workers 2 times" in problem["detail"]
-    assert again.status_code == 500 and again.json()["type"] == "/problems/chunk-dead-lettered"
+    assert again.status_code == 502 and again.json()["type"] == "/problems/chunk-dead-lettered"
     assert client.xpending(STREAM, GROUP)["pending"] == 0  # not redelivered any more
     (letter,) = client.xrange(DEAD_LETTERS)
     fields = letter[1]

@@ -231,7 +231,7 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
         415: "Not an accepted image format",
         422: "Invalid parameters or undecodable image",
         429: "Budget or rate limit exhausted",
-        502: "A vendor refused the configured credentials",
+        502: "A vendor refused the configured credentials, or a chunk failed on every worker",
         503: "Vote store, workers or vendor unavailable, or the vendor's model changed",
     }.items()
 }

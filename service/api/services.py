@@ -373,8 +373,8 @@ class Services:
             ) from exc
         except DeadLettered as exc:
             log.error("chunk dead-lettered: %s", exc)
-            raise ProblemError(
-                status=500,
+            raise ProblemError(  # a dependency (the workers) failed: 502, never a 500
+                status=502,
                 slug="chunk-dead-lettered",
                 title="Chunk failed on every worker",
                 detail=f"{exc}; nothing was certified (the operator must look at the "

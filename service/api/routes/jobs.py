@@ -61,7 +61,22 @@ async def get_job(job_id: str, services: ServicesDep, caller: CallerDep) -> JobV
         200: {
             "description": "Server-Sent Events: `progress` after every chunk, then one `end` "
             "event carrying the finished job",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {
+                "text/event-stream": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["event", "data"],
+                        "properties": {
+                            "event": {"type": "string", "enum": ["progress", "end"]},
+                            "data": {
+                                "type": "string",
+                                "contentMediaType": "application/json",
+                                "contentSchema": {"$ref": "#/components/schemas/JobView"},
+                            },
+                        },
+                    }
+                }
+            },
         }
     },
 )
