@@ -176,6 +176,17 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _keys_need_a_secret(self) -> Self:
+        # Keys mean clients who must not predict the noise: the public placeholder would let
+        # them, whatever the environment says.
+        if self.api_keys and self.secret.get_secret_value() == PLACEHOLDER_SECRET:
+            raise ValueError(
+                "DSMOOTH_API_KEYS is set but DSMOOTH_SECRET is the public placeholder: set it to "
+                "a random value (e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _stream_needs_redis(self) -> Self:
         if self.execution == "stream" and not self.redis_url:
             raise ValueError("DSMOOTH_EXECUTION=stream needs DSMOOTH_REDIS_URL")
@@ -187,16 +198,5 @@ class Settings(BaseSettings):
         return self.environment == "development" and not self.api_keys
 
     @property
-    @model_validator(mode="after")
-    def _keys_need_a_secret(self) -> Self:
-        # Keys mean clients who must not predict the noise: the public placeholder would let
-        # them, whatever the environment says.
-        if self.api_keys and self.secret.get_secret_value() == PLACEHOLDER_SECRET:
-            raise ValueError(
-                "DSMOOTH_API_KEYS is set but DSMOOTH_SECRET is the public placeholder: set it to "
-                "a random value (e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
-            )
-        return self
-
     def secret_bytes(self) -> bytes:
         return self.secret.get_secret_value().encode()

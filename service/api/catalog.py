@@ -8,16 +8,17 @@ whatever file a request names. Remote entries are the vendor adapters, configure
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import httpx
 from pydantic import BaseModel, Field
 
 from service.adapters.base import Adapter
-from service.adapters.fanout import FanOut, FanOutPolicy
+from service.adapters.fanout import FanOut, FanOutPolicy, Pacer
 from service.adapters.registry import AdapterUnavailable, adapter_class, adapters
 from service.config import Settings
 from service.core.certifier import Sampler
+from service.core.domain import Domain, image_warnings
 from service.core.errors import NotConfigured, UnknownModel, VendorUnavailable
 from service.distributed.client import StreamClient, StreamCopies, StreamSampler
 from service.execution.cost import Work
@@ -35,6 +36,16 @@ class ClassifierInfo(BaseModel):
     architecture: str
     classes: int | None = Field(description="number of classes; null: open vocabulary")
     input_size: int | None = Field(description="side the copies are resized to; null: any")
+    images: str | None = Field(
+        None,
+        description="the kind of images it was made for (its domain); results on images far "
+        "from it carry warnings. null: not declared",
+    )
+    card_version: str | None = Field(
+        None,
+        description="the version its model card declares (a model file's certificates name "
+        "the file's SHA-256 digest, and the card's where there is one)",
+    )
     max_n: int = Field(description="cap on n0 + n per request")
     price_per_query: float = Field(description="USD per query")
     credentials_configured: bool = Field(description="whether the classifier can be queried")
@@ -54,8 +65,13 @@ class Catalog:
     """The pool's local models (loaded on first use, warmed at start-up) and the vendor
     adapters (built on first use)."""
 
-    def __init__(self, settings: Settings, stream: StreamClient | None = None) -> None:
-        self.settings, self.stream = settings, stream
+    def __init__(
+        self,
+        settings: Settings,
+        stream: StreamClient | None = None,
+        pacers: Callable[[str, float], Pacer] | None = None,
+    ) -> None:
+        self.settings, self.stream, self.pacers = settings, stream, pacers
         self.pool = ModelPool(settings)
         self._remote: dict[str, type[Adapter]] = {}
         for name in adapters():
@@ -76,6 +92,8 @@ class Catalog:
                 architecture=model.architecture,
                 classes=len(model.classes),
                 input_size=model.input_size,
+                images=model.images,
+                card_version=(model.metadata.get("card") or {}).get("version"),
                 max_n=self.settings.max_n_local,
                 price_per_query=0.0,
                 credentials_configured=True,
@@ -92,6 +110,7 @@ class Catalog:
                 architecture=cls.__name__,
                 classes=None,
                 input_size=None,
+                images=cls.images,
                 max_n=self.settings.max_n_remote,
                 price_per_query=cls.price_per_image,
                 credentials_configured=self._adapter(name).configured,
@@ -120,6 +139,20 @@ class Catalog:
 
     def denoiser_for(self, denoiser: str | None, sigma: float) -> str:
         return self.pool.denoiser_for(denoiser, sigma)
+
+    def domain(self, classifier: str) -> Domain:
+        """What a classifier declares about the images it was made for."""
+        if self.is_remote(classifier):
+            cls = self._remote[classifier]
+            return Domain(cls.images, None, None, cls.photo_min_side)
+        return self.pool.domain(classifier)
+
+    def warnings(
+        self, classifier: str, denoiser: str, sigma: float, shape: tuple[int, ...]
+    ) -> list[str]:
+        """Why a result for an image of ``shape`` may mean less than it seems."""
+        found = image_warnings(classifier, self.domain(classifier), shape)
+        return found + self.pool.sigma_warnings(denoiser, sigma)
 
     def max_n(self, classifier: str) -> int:
         return (
@@ -188,7 +221,12 @@ class Catalog:
                 requests_per_second=adapter.requests_per_second,
                 deadline_s=self.settings.vendor_deadline_s,
             )
-            fanout = self._fanouts[name] = FanOut(adapter, policy)
+            # Paced per credential across replicas when they share a Redis, else here.
+            pacer = None
+            if self.pacers is not None:
+                key = f"vendor:{name}:{adapter.credential_id}"
+                pacer = self.pacers(key, adapter.requests_per_second)
+            fanout = self._fanouts[name] = FanOut(adapter, policy, pacer)
         return fanout.adapter
 
     async def close(self) -> None:
