@@ -432,6 +432,11 @@ export interface components {
              * @description most frequent labels of the counted samples
              */
             top_counts: components["schemas"]["LabelCount"][];
+            /**
+             * Warnings
+             * @description why the result may mean less than it seems, though it is valid: the image far from what the classifier was made for (size, shape), a denoiser trained for another sigma; empty when none
+             */
+            warnings?: string[];
         };
         /** CertifyRequest */
         CertifyRequest: {
@@ -511,7 +516,7 @@ export interface components {
             n0?: number;
             /**
              * Sigma
-             * @description noise level in [0, 1] pixel units, on a grid of 1e-4 (0.2500001 is 0.25: sigma in the 7th decimal is no fresh chance at a certificate)
+             * @description noise level in (0, 1] pixel units, on a grid of 1e-4 (0.2500001 is 0.25: sigma in the 7th decimal is no fresh chance at a certificate)
              * @default 0.25
              */
             sigma?: number;
@@ -533,6 +538,11 @@ export interface components {
             /** Architecture */
             architecture: string;
             /**
+             * Card Version
+             * @description the version its model card declares (a model file's certificates name the file's SHA-256 digest, and the card's where there is one)
+             */
+            card_version?: string | null;
+            /**
              * Classes
              * @description number of classes; null: open vocabulary
              */
@@ -544,6 +554,11 @@ export interface components {
             credentials_configured: boolean;
             /** Default */
             default: boolean;
+            /**
+             * Images
+             * @description the kind of images it was made for (its domain); results on images far from it carry warnings. null: not declared
+             */
+            images?: string | null;
             /**
              * Input Size
              * @description side the copies are resized to; null: any
@@ -707,7 +722,7 @@ export interface components {
             operation?: "certify" | "predict";
             /**
              * Sigma
-             * @description noise level in [0, 1] pixel units, on a grid of 1e-4 (0.2500001 is 0.25: sigma in the 7th decimal is no fresh chance at a certificate)
+             * @description noise level in (0, 1] pixel units, on a grid of 1e-4 (0.2500001 is 0.25: sigma in the 7th decimal is no fresh chance at a certificate)
              * @default 0.25
              */
             sigma?: number;
@@ -839,7 +854,7 @@ export interface components {
             n?: number;
             /**
              * Sigma
-             * @description noise level in [0, 1] pixel units, on a grid of 1e-4 (0.2500001 is 0.25: sigma in the 7th decimal is no fresh chance at a certificate)
+             * @description noise level in (0, 1] pixel units, on a grid of 1e-4 (0.2500001 is 0.25: sigma in the 7th decimal is no fresh chance at a certificate)
              * @default 0.25
              */
             sigma?: number;
@@ -941,6 +956,11 @@ export interface components {
              * @description most frequent labels of the counted samples
              */
             top_counts: components["schemas"]["LabelCount"][];
+            /**
+             * Warnings
+             * @description why the result may mean less than it seems, though it is valid: the image far from what the classifier was made for (size, shape), a denoiser trained for another sigma; empty when none
+             */
+            warnings?: string[];
         };
         /**
          * Preview
@@ -977,7 +997,7 @@ export interface components {
             k?: number;
             /**
              * Sigma
-             * @description noise level in [0, 1] pixel units
+             * @description noise level in (0, 1] pixel units
              * @default 0.25
              */
             sigma?: number;
@@ -1260,7 +1280,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A vendor refused the configured credentials */
+            /** @description A vendor refused the configured credentials, or a chunk failed on every worker */
             502: {
                 headers: {
                     [name: string]: unknown;
@@ -1361,7 +1381,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A vendor refused the configured credentials */
+            /** @description A vendor refused the configured credentials, or a chunk failed on every worker */
             502: {
                 headers: {
                     [name: string]: unknown;
@@ -1462,7 +1482,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A vendor refused the configured credentials */
+            /** @description A vendor refused the configured credentials, or a chunk failed on every worker */
             502: {
                 headers: {
                     [name: string]: unknown;
@@ -1575,7 +1595,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A vendor refused the configured credentials */
+            /** @description A vendor refused the configured credentials, or a chunk failed on every worker */
             502: {
                 headers: {
                     [name: string]: unknown;
@@ -1678,7 +1698,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A vendor refused the configured credentials */
+            /** @description A vendor refused the configured credentials, or a chunk failed on every worker */
             502: {
                 headers: {
                     [name: string]: unknown;
@@ -1781,7 +1801,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A vendor refused the configured credentials */
+            /** @description A vendor refused the configured credentials, or a chunk failed on every worker */
             502: {
                 headers: {
                     [name: string]: unknown;
@@ -1818,7 +1838,11 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "text/event-stream": string;
+                    "text/event-stream": {
+                        data: string;
+                        /** @enum {string} */
+                        event: "progress" | "end";
+                    };
                 };
             };
             /** @description Malformed request body */
@@ -1884,7 +1908,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A vendor refused the configured credentials */
+            /** @description A vendor refused the configured credentials, or a chunk failed on every worker */
             502: {
                 headers: {
                     [name: string]: unknown;
@@ -1996,7 +2020,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A vendor refused the configured credentials */
+            /** @description A vendor refused the configured credentials, or a chunk failed on every worker */
             502: {
                 headers: {
                     [name: string]: unknown;
@@ -2108,7 +2132,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A vendor refused the configured credentials */
+            /** @description A vendor refused the configured credentials, or a chunk failed on every worker */
             502: {
                 headers: {
                     [name: string]: unknown;

@@ -38,6 +38,8 @@ from .signing_keys_response_signing_keys import SigningKeysResponseSigningKeys
 from .signing_keys_response_signing_keys_additional_property_item import (
     SigningKeysResponseSigningKeysAdditionalPropertyItem,
 )
+from .stream_job_events_response_200 import StreamJobEventsResponse200
+from .stream_job_events_response_200_event import StreamJobEventsResponse200Event
 from .timings import Timings
 
 __all__ = (
@@ -77,5 +79,7 @@ __all__ = (
     "Signature",
     "SigningKeysResponseSigningKeys",
     "SigningKeysResponseSigningKeysAdditionalPropertyItem",
+    "StreamJobEventsResponse200",
+    "StreamJobEventsResponse200Event",
     "Timings",
 )

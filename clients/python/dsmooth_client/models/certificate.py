@@ -57,6 +57,8 @@ class Certificate:
         stop_reason (None | str | Unset): sequential: target_certified, target_unreachable, converged, budget_exhausted
             or no_candidate
         target_radius (float | None | Unset):
+        warnings (list[str] | Unset): why the result may mean less than it seems, though it is valid: the image far from
+            what the classifier was made for (size, shape), a denoiser trained for another sigma; empty when none
     """
 
     abstained: bool
@@ -88,6 +90,7 @@ class Certificate:
     signature: None | Signature | Unset = UNSET
     stop_reason: None | str | Unset = UNSET
     target_radius: float | None | Unset = UNSET
+    warnings: list[str] | Unset = UNSET
 
     def to_dict(self) -> dict[str, Any]:
         from ..models.bound import Bound  # noqa: PLC0415
@@ -197,6 +200,10 @@ class Certificate:
         else:
             target_radius = self.target_radius
 
+        warnings: list[str] | Unset = UNSET
+        if not isinstance(self.warnings, Unset):
+            warnings = self.warnings
+
         field_dict: dict[str, Any] = {}
 
         field_dict.update(
@@ -241,6 +248,8 @@ class Certificate:
             field_dict["stop_reason"] = stop_reason
         if target_radius is not UNSET:
             field_dict["target_radius"] = target_radius
+        if warnings is not UNSET:
+            field_dict["warnings"] = warnings
 
         return field_dict
 
@@ -420,6 +429,8 @@ class Certificate:
 
         target_radius = _parse_target_radius(d.pop("target_radius", UNSET))
 
+        warnings = cast(list[str], d.pop("warnings", UNSET))
+
         certificate = cls(
             abstained=abstained,
             alpha=alpha,
@@ -450,6 +461,7 @@ class Certificate:
             signature=signature,
             stop_reason=stop_reason,
             target_radius=target_radius,
+            warnings=warnings,
         )
 
         return certificate

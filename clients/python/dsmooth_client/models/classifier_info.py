@@ -6,6 +6,8 @@ from typing import Any, TypeVar, cast
 from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
+from ..types import UNSET, Unset
+
 T = TypeVar("T", bound="ClassifierInfo")
 
 
@@ -23,6 +25,10 @@ class ClassifierInfo:
         name (str):
         price_per_query (float): USD per query
         version (str):
+        card_version (None | str | Unset): the version its model card declares (a model file's certificates name the
+            file's SHA-256 digest, and the card's where there is one)
+        images (None | str | Unset): the kind of images it was made for (its domain); results on images far from it
+            carry warnings. null: not declared
     """
 
     architecture: str
@@ -35,6 +41,8 @@ class ClassifierInfo:
     name: str
     price_per_query: float
     version: str
+    card_version: None | str | Unset = UNSET
+    images: None | str | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -60,6 +68,18 @@ class ClassifierInfo:
 
         version = self.version
 
+        card_version: None | str | Unset
+        if isinstance(self.card_version, Unset):
+            card_version = UNSET
+        else:
+            card_version = self.card_version
+
+        images: None | str | Unset
+        if isinstance(self.images, Unset):
+            images = UNSET
+        else:
+            images = self.images
+
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
         field_dict.update(
@@ -76,6 +96,10 @@ class ClassifierInfo:
                 "version": version,
             }
         )
+        if card_version is not UNSET:
+            field_dict["card_version"] = card_version
+        if images is not UNSET:
+            field_dict["images"] = images
 
         return field_dict
 
@@ -112,6 +136,24 @@ class ClassifierInfo:
 
         version = d.pop("version")
 
+        def _parse_card_version(data: object) -> None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(None | str | Unset, data)
+
+        card_version = _parse_card_version(d.pop("card_version", UNSET))
+
+        def _parse_images(data: object) -> None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(None | str | Unset, data)
+
+        images = _parse_images(d.pop("images", UNSET))
+
         classifier_info = cls(
             architecture=architecture,
             classes=classes,
@@ -123,6 +165,8 @@ class ClassifierInfo:
             name=name,
             price_per_query=price_per_query,
             version=version,
+            card_version=card_version,
+            images=images,
         )
 
         classifier_info.additional_properties = d

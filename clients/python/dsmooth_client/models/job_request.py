@@ -40,7 +40,7 @@ class JobRequest:
         n (int | Unset): number of noisy samples Default: 10000.
         n0 (int | Unset): selection samples (0 with 'clean') Default: 100.
         operation (JobRequestOperation | Unset): what the job runs Default: JobRequestOperation.CERTIFY.
-        sigma (float | Unset): noise level in [0, 1] pixel units, on a grid of 1e-4 (0.2500001 is 0.25: sigma in the 7th
+        sigma (float | Unset): noise level in (0, 1] pixel units, on a grid of 1e-4 (0.2500001 is 0.25: sigma in the 7th
             decimal is no fresh chance at a certificate) Default: 0.25.
         target_radius (float | None | Unset): sequential: stop once this radius is certified or unreachable
         tolerance (float | Unset): sequential without a target: stop when more samples could raise the radius by less

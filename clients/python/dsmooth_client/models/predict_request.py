@@ -28,7 +28,7 @@ class PredictRequest:
             fixed before sampling; a JSON object (a JSON string in multipart forms)
         max_cost (float | None | Unset): most USD this request may spend on classifier queries
         n (int | Unset): number of noisy samples Default: 10000.
-        sigma (float | Unset): noise level in [0, 1] pixel units, on a grid of 1e-4 (0.2500001 is 0.25: sigma in the 7th
+        sigma (float | Unset): noise level in (0, 1] pixel units, on a grid of 1e-4 (0.2500001 is 0.25: sigma in the 7th
             decimal is no fresh chance at a certificate) Default: 0.25.
     """
 

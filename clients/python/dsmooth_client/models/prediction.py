@@ -38,6 +38,8 @@ class Prediction:
         timings (Timings):
         top_counts (list[LabelCount]): most frequent labels of the counted samples
         cost (float | Unset): estimated cost of the queries, in USD Default: 0.0.
+        warnings (list[str] | Unset): why the result may mean less than it seems, though it is valid: the image far from
+            what the classifier was made for (size, shape), a denoiser trained for another sigma; empty when none
     """
 
     abstained: bool
@@ -57,6 +59,7 @@ class Prediction:
     timings: Timings
     top_counts: list[LabelCount]
     cost: float | Unset = 0.0
+    warnings: list[str] | Unset = UNSET
 
     def to_dict(self) -> dict[str, Any]:
         abstained = self.abstained
@@ -98,6 +101,10 @@ class Prediction:
 
         cost = self.cost
 
+        warnings: list[str] | Unset = UNSET
+        if not isinstance(self.warnings, Unset):
+            warnings = self.warnings
+
         field_dict: dict[str, Any] = {}
 
         field_dict.update(
@@ -122,6 +129,8 @@ class Prediction:
         )
         if cost is not UNSET:
             field_dict["cost"] = cost
+        if warnings is not UNSET:
+            field_dict["warnings"] = warnings
 
         return field_dict
 
@@ -182,6 +191,8 @@ class Prediction:
 
         cost = d.pop("cost", UNSET)
 
+        warnings = cast(list[str], d.pop("warnings", UNSET))
+
         prediction = cls(
             abstained=abstained,
             alpha=alpha,
@@ -200,6 +211,7 @@ class Prediction:
             timings=timings,
             top_counts=top_counts,
             cost=cost,
+            warnings=warnings,
         )
 
         return prediction

@@ -18,7 +18,7 @@ class PreviewRequest:
         denoiser (None | str | Unset): catalog name (GET /v1/denoisers); default: the default denoiser, or its sibling
             trained for the requested sigma where one is served
         k (int | Unset): copies to show Default: 8.
-        sigma (float | Unset): noise level in [0, 1] pixel units Default: 0.25.
+        sigma (float | Unset): noise level in (0, 1] pixel units Default: 0.25.
     """
 
     image: str

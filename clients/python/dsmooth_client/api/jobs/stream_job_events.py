@@ -7,6 +7,7 @@ import httpx
 from ... import errors
 from ...client import AuthenticatedClient, Client
 from ...models.problem import Problem
+from ...models.stream_job_events_response_200 import StreamJobEventsResponse200
 from ...types import Response
 
 
@@ -24,9 +25,12 @@ def _get_kwargs(
     return _kwargs
 
 
-def _parse_response(*, client: AuthenticatedClient | Client, response: httpx.Response) -> Problem | str | None:
+def _parse_response(
+    *, client: AuthenticatedClient | Client, response: httpx.Response
+) -> Problem | StreamJobEventsResponse200 | None:
     if response.status_code == 200:
-        response_200 = response.text
+        response_200 = StreamJobEventsResponse200.from_dict(response.text)
+
         return response_200
 
     if response.status_code == 400:
@@ -80,7 +84,9 @@ def _parse_response(*, client: AuthenticatedClient | Client, response: httpx.Res
         return None
 
 
-def _build_response(*, client: AuthenticatedClient | Client, response: httpx.Response) -> Response[Problem | str]:
+def _build_response(
+    *, client: AuthenticatedClient | Client, response: httpx.Response
+) -> Response[Problem | StreamJobEventsResponse200]:
     return Response(
         status_code=HTTPStatus(response.status_code),
         content=response.content,
@@ -93,7 +99,7 @@ def sync_detailed(
     job_id: str,
     *,
     client: AuthenticatedClient,
-) -> Response[Problem | str]:
+) -> Response[Problem | StreamJobEventsResponse200]:
     """Stream Job Events
 
      Follow a job live: Server-Sent Events until it has finished.
@@ -106,7 +112,7 @@ def sync_detailed(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[Problem | str]
+        Response[Problem | StreamJobEventsResponse200]
     """
 
     kwargs = _get_kwargs(
@@ -124,7 +130,7 @@ def sync(
     job_id: str,
     *,
     client: AuthenticatedClient,
-) -> Problem | str | None:
+) -> Problem | StreamJobEventsResponse200 | None:
     """Stream Job Events
 
      Follow a job live: Server-Sent Events until it has finished.
@@ -137,7 +143,7 @@ def sync(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Problem | str
+        Problem | StreamJobEventsResponse200
     """
 
     return sync_detailed(
@@ -150,7 +156,7 @@ async def asyncio_detailed(
     job_id: str,
     *,
     client: AuthenticatedClient,
-) -> Response[Problem | str]:
+) -> Response[Problem | StreamJobEventsResponse200]:
     """Stream Job Events
 
      Follow a job live: Server-Sent Events until it has finished.
@@ -163,7 +169,7 @@ async def asyncio_detailed(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[Problem | str]
+        Response[Problem | StreamJobEventsResponse200]
     """
 
     kwargs = _get_kwargs(
@@ -179,7 +185,7 @@ async def asyncio(
     job_id: str,
     *,
     client: AuthenticatedClient,
-) -> Problem | str | None:
+) -> Problem | StreamJobEventsResponse200 | None:
     """Stream Job Events
 
      Follow a job live: Server-Sent Events until it has finished.
@@ -192,7 +198,7 @@ async def asyncio(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Problem | str
+        Problem | StreamJobEventsResponse200
     """
 
     return (
