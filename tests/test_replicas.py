@@ -14,12 +14,13 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
 import pytest
+import redis as redis_sync
 from asgi_lifespan import LifespanManager
 
 from service.api.app import create_app
@@ -152,3 +153,51 @@ async def _reference(settings: Settings) -> dict[str, Any]:
             response = await client.post("/v1/certify", json=body)
     assert response.status_code == 200, response.text
     return dict(response.json())
+
+
+@pytest.mark.anyio
+async def test_shutdown_hands_a_job_to_another_replica_and_its_booking_is_settled_once() -> None:
+    url = "redis://127.0.0.1:6379/13"  # apart from test_redis (15) and test_quotas (14)
+    try:
+        redis_sync.Redis.from_url(url).flushdb()
+    except redis_sync.ConnectionError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    values: dict[str, Any] = {k.removeprefix("DSMOOTH_").lower(): v for k, v in ENV.items()}
+    values["api_keys"] = json.loads(values["api_keys"])
+    settings = Settings(**values, redis_url=url)
+    body = {"image": base64.b64encode(_png(10)).decode(), "n0": 100, "n": 3_000}
+    async with AsyncExitStack() as replica_b:
+        b = await replica_b.enter_async_context(_asgi_client(settings))
+        async with _asgi_client(settings) as a:
+            job = (await a.post("/v1/jobs", json=body)).json()  # books 3,100 of 10,000
+            await _until_view(b, job["id"], lambda v: v["progress"]["done"] >= 1_000)
+        # A has shut down (its lifespan ended) mid-job: B takes the job over and finishes it.
+        handed = (await b.get(f"/v1/jobs/{job['id']}")).json()
+        assert handed["state"] == "running" and handed["progress"]["done"] < 3_100, handed
+        view = await _until_view(b, job["id"], lambda v: v["state"] in ("succeeded", "failed"))
+        assert view["state"] == "succeeded", view
+        assert view["result"]["queries"]["total"] == 3_100
+        # Charged once, in full: 6,900 are left, so 6,901 do not fit and 6,900 do.
+        over = await b.post("/v1/certify", json={**body, "n0": 100, "n": 6_801})
+        assert over.status_code == 429, over.text
+        assert "6,900 left" in over.json()["detail"]
+
+
+@asynccontextmanager
+async def _asgi_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with LifespanManager(create_app(settings)) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://x", headers={"X-API-Key": KEY}, timeout=WAIT_S
+        ) as client:
+            yield client
+
+
+async def _until_view(
+    client: httpx.AsyncClient, job_id: str, ready: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    deadline = time.monotonic() + WAIT_S
+    while not ready(view := (await client.get(f"/v1/jobs/{job_id}")).json()):
+        assert time.monotonic() < deadline, f"never reached: {view}"
+        await asyncio.sleep(0.2)
+    return dict(view)

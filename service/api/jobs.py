@@ -344,6 +344,11 @@ class JobManager:
                     view = change
         return view
 
+    @property
+    def handing_over(self) -> bool:
+        """Shutting down with Redis: unfinished jobs go to another replica, not to an end."""
+        return self._closing and self.records is not None
+
     def counts(self) -> Counter[str]:
         """Jobs kept in this process, by state."""
         return Counter(job.state.value for job in self._jobs.values())

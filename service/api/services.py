@@ -81,6 +81,8 @@ class Prepared:
     ticket: Ticket
     booking: Booking | None = None
     settled: bool = False
+    job: bool = False  # runs as a background job (which another replica may take over)
+    resumed: bool = False  # a job taken over from a gateway that stopped
 
     def booking_json(self) -> str:
         """The booking, for a job record (another replica settles it if it takes over)."""
@@ -301,6 +303,8 @@ class Services:
     def job_runner(self, operation: str, prepared: Prepared) -> Runner:
         """What a job of ``operation`` runs."""
 
+        prepared.job = True
+
         async def run(progress: Progress) -> Certificate | Prediction:
             if operation == "predict":
                 return await self.predict(prepared, progress)
@@ -314,6 +318,7 @@ class Services:
         principal = Principal(record["owner"], None)  # its budget was booked when accepted
         booking = Booking.from_json(record["booking"])
         prepared = await self.prepare(principal, options.request(), image, booking)
+        prepared.resumed = True
         return self.job_runner(options.operation, prepared), lambda: self.finish(prepared)
 
     async def finish(self, prepared: Prepared, spent: int = 0) -> None:
@@ -351,9 +356,13 @@ class Services:
             async with prepared.ticket:
                 track(0, prepared.planned)  # holds a running slot now: no longer queued
                 result = await method(prepared.image, prepared.params, track)
-            spent = result.queries.total - result.queries.cached
+            # A job taken over pays for every query: the votes its first gateway drew come
+            # from the store now, but they were drawn for it.
+            spent = result.queries.total - (0 if prepared.resumed else result.queries.cached)
         except asyncio.CancelledError:
-            spent = done
+            # A job handed over at shutdown keeps its whole booking: the replica that takes it
+            # over settles it once it has finished.
+            spent = prepared.planned if prepared.job and self.jobs.handing_over else done
             raise
         except CredentialsError as exc:
             raise ProblemError(
