@@ -131,6 +131,8 @@ def _inline_values(inline: Mapping[str, str]) -> dict[str, Any]:
             values[key] = [part.strip() for part in raw.split(",")]
         elif key == "input_size" and raw.strip().lower() in ("any", "none", "null"):
             values[key] = "any"
+        elif key == "pixel_range" and raw.strip().isdigit():  # a literal 1 or 255, not "255"
+            values[key] = int(raw)
         else:
             values[key] = raw
     return values

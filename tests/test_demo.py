@@ -96,3 +96,35 @@ def test_a_certification_in_the_browser(server: str, photo: Path) -> None:
         assert label == f"Label: {certificate['label']}"
         assert radius == f"— certified radius {certificate['radius']:.4f}"
     assert certificate["queries"]["cached"] == certificate["queries"]["total"]  # the page's request
+
+
+@pytest.mark.browser
+def test_the_page_shows_a_certificates_warnings(server: str, tmp_path: Path) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    from playwright.sync_api import expect, sync_playwright
+
+    large, small = tmp_path / "large.png", tmp_path / "small.png"
+    example_image("chelsea", size=224).save(large)  # far from the 32 px CIFAR-10 model
+    example_image("chelsea", size=32).save(small)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True,
+            args=["--no-sandbox", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"],
+        )  # fmt: skip
+        page = browser.new_page()
+        page.goto(server + "/")
+        expect(page.locator("#denoiser option")).not_to_have_count(0)
+        assert page.input_value("#denoiser") == ""  # auto: the one trained for sigma
+        page.fill("#n", "20")
+        page.set_input_files("#file", str(large))
+        page.click("#certify")
+        expect(page.locator("#warnings")).to_be_visible(timeout=120_000)
+        expect(page.locator("#warnings li")).to_have_count(1)
+        expect(page.locator("#warnings li")).to_contain_text("224x224 px")
+        page.set_input_files("#file", str(small))  # the control: no warning
+        page.click("#certify")  # hides the last result at once, shows the new one at the end
+        expect(page.locator("#result")).to_be_visible(timeout=120_000)
+        expect(page.locator("#warnings")).to_be_hidden()
+        browser.close()

@@ -138,6 +138,15 @@ def test_a_card_beside_the_file_gives_preprocessing_names_and_domain(tmp_path: P
     assert model.input_size == 32  # from the model's static input
     digest = file_version(path)
     assert model.version.startswith(digest + "+card:")  # the card is part of what is certified
+    # The same card inline, for a copy of the file without a card beside it.
+    bare = tmp_path / "bare" / "caffe.onnx"
+    bare.parent.mkdir()
+    bare.write_bytes(path.read_bytes())
+    inline = "&".join(
+        ["channel_order=bgr", "pixel_range=255", f"classes={tmp_path / 'names.txt'}",
+         "mean=" + ",".join(map(str, MEAN_255)), "std=" + ",".join(map(str, STD_255))]
+    )  # fmt: skip
+    assert torch.equal(_labels(f"onnx:{bare}?{inline}", images), _labels(f"onnx:{path}", images))
     # The card's preprocessing matters: without it (inline override) the labels change.
     wrong = f"onnx:{path}?channel_order=rgb"
     assert load_classifier(wrong).version != model.version
