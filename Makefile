@@ -56,12 +56,24 @@ format: $(STAMP)
 openapi: $(STAMP)
 	$(BIN)/python -m service.api.openapi_export clients/openapi.json
 
-## clients: regenerate the Python and TypeScript SDKs from clients/openapi.json (pinned tools)
+## clients: regenerate the Python and TypeScript SDKs from clients/openapi.json (pinned tools) and
+## stamp the service's version on the hand-written packages (clients/python-sdk, clients/typescript)
 clients: openapi
 	rm -rf clients/python
 	cd clients && PATH="$(CURDIR)/$(BIN):$$PATH" "$(CURDIR)/$(BIN)/openapi-python-client" generate \
 		--path openapi.json --output-path python --config python-client.yaml
+	$(BIN)/python clients/stamp_version.py
 	cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error && npm run -s generate
+
+## clients-dist: the SDKs' release artifacts in build/dist: wheels and sdists of
+## denoised-smoothing-client and dsmooth (python -m build), the npm tarball (npm pack)
+.PHONY: clients-dist
+clients-dist: $(STAMP)
+	rm -rf build/dist && mkdir -p build/dist
+	$(BIN)/python -m build --outdir build/dist clients/python
+	$(BIN)/python -m build --outdir build/dist clients/python-sdk
+	cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error \
+		&& npm pack --pack-destination $(CURDIR)/build/dist
 
 ## clients-check: fail when the committed SDKs differ from a fresh regeneration
 clients-check: clients
