@@ -4,8 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 EXAMPLE := build/chelsea-32.png
+SHARED := $(or $(DSMOOTH_SHARED_DIR),../shared)
 
-.PHONY: run test test-fast check lint typecheck format clean openapi clients clients-check bench fuzz
+.PHONY: run test test-fast check lint typecheck format clean openapi clients clients-check bench fuzz \
+	gpu-wheels gpu-carry
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +41,24 @@ fuzz: $(STAMP)
 ## bench NAME=... [ARGS=...]: one benchmark (`dsmooth bench --help` lists them)
 bench: $(STAMP)
 	$(BIN)/dsmooth bench $(NAME) $(ARGS)
+
+## gpu-wheels: wheels of what the GPU campaign imports beyond torch/torchvision/numpy (build/gpu-carry/wheels)
+gpu-wheels: $(STAMP)
+	rm -rf build/gpu-carry/wheels
+	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux2014_x86_64 --dest build/gpu-carry/wheels \
+		$$($(BIN)/python -m benchmarks.gpu_campaign wheels)
+
+## gpu-carry: gpu-wheels + an ignored copy of the data the campaign reads: carry build/gpu-carry (README)
+gpu-carry: gpu-wheels
+	rm -rf build/gpu-carry/shared
+	mkdir -p build/gpu-carry/shared/data/cifar10 build/gpu-carry/shared/models/third-party
+	cp $(SHARED)/data/cifar10/train-jpeg.tar.gz $(SHARED)/data/cifar10/test-lossless-1000.npz \
+		build/gpu-carry/shared/data/cifar10/
+	cp -R $(SHARED)/models/third-party/cifar10-resnet build/gpu-carry/shared/models/third-party/
+	chmod -R u+w build/gpu-carry/shared
+	$(BIN)/python -m benchmarks.gpu_campaign travel-size build/gpu-carry
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

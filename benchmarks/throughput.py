@@ -25,9 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import torch
-from asgi_lifespan import LifespanManager
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -36,10 +34,7 @@ from denoisers.classifiers import cifar_resnet, torchvision_resnet
 from denoisers.dncnn import DnCNN
 from denoisers.registry import LoadedModel
 from denoisers.unet import UNet
-from service.api.app import create_app
-from service.config import Settings
 from service.core.noise import Chunk, Phase
-from service.examples import example_image
 from service.execution.local import BaseClassifier, LocalSampler
 
 
@@ -152,6 +147,14 @@ def _sync(device: torch.device) -> None:
 
 async def gateway_overhead(n: int) -> dict[str, float]:
     """``POST /v1/certify`` (ASGI, shipped models) against the bare pipeline, same request."""
+    # Imported here: the pipeline measurements (and the GPU campaign) need no web stack.
+    import httpx
+    from asgi_lifespan import LifespanManager
+
+    from service.api.app import create_app
+    from service.config import Settings
+    from service.examples import example_image
+
     buffer = io.BytesIO()
     example_image("chelsea", size=32).save(buffer, format="PNG")
     app = create_app(Settings(denoiser="none"))
@@ -200,6 +203,44 @@ async def gateway_overhead(n: int) -> dict[str, float]:
     }
 
 
+def measure_pair(
+    name: str,
+    denoiser: LoadedModel,
+    classifier: LoadedModel,
+    size: int,
+    peaks: dict[str, float],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """One row: FLOPs per sample, the reference loop, the pipeline and (``args.compile``) the
+    pipeline under ``torch.compile``, in samples/s and percent of the measured matmul peak."""
+    device = torch.device(args.device)
+    n = args.n if size == 32 else args.n_224
+    image = torch.rand(3, size, size)
+    model = BaseClassifier(denoiser.module, classifier.module, classifier.input_size)
+    flops = flops_per_sample(model, size)
+    reference = reference_loop(model, image, n, device)
+    worker = LocalSampler(
+        denoiser, classifier, device=device, batch_size=args.batch, precision=args.precision
+    )
+    pipeline(worker, image, min(n, 1000))  # warm-up
+    ours = pipeline(worker, image, n)
+    peak = peaks[worker.compute_dtype]
+    row: dict[str, Any] = {
+        "pair": name, "size": size, "n": n, "gflop_per_sample": round(flops / 1e9, 3),
+        "reference_samples_per_s": round(reference, 1), "samples_per_s": round(ours, 1),
+        "ratio": round(ours / reference, 2), "precision": worker.precision,
+        "achieved_gflops": round(ours * flops / 1e9, 1),
+        "percent_of_peak": round(100 * ours * flops / peak, 1),
+        "compiled_samples_per_s": None, "compile_s": None, "compiled_percent_of_peak": None,
+    }  # fmt: skip
+    if args.compile:
+        row.update(compiled_throughput(denoiser, classifier, image, n, args))
+        row["compiled_percent_of_peak"] = round(
+            100 * row["compiled_samples_per_s"] * flops / peak, 1
+        )
+    return row
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -221,27 +262,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     print(header)
     for name, denoiser, classifier, size in pairs(args.include_224):
-        n = args.n if size == 32 else args.n_224
-        image = torch.rand(3, size, size)
-        model = BaseClassifier(denoiser.module, classifier.module, classifier.input_size)
-        flops = flops_per_sample(model, size)
-        reference = reference_loop(model, image, n, device)
-        worker = LocalSampler(
-            denoiser, classifier, device=device, batch_size=args.batch, precision=args.precision
-        )
-        pipeline(worker, image, min(n, 1000))  # warm-up
-        ours = pipeline(worker, image, n)
-        peak = peaks[worker.compute_dtype]
-        row = {
-            "pair": name, "size": size, "n": n, "gflop_per_sample": round(flops / 1e9, 3),
-            "reference_samples_per_s": round(reference, 1), "samples_per_s": round(ours, 1),
-            "ratio": round(ours / reference, 2), "precision": worker.precision,
-            "achieved_gflops": round(ours * flops / 1e9, 1),
-            "percent_of_peak": round(100 * ours * flops / peak, 1),
-            "compiled_samples_per_s": None, "compile_s": None,
-        }  # fmt: skip
-        if args.compile:
-            row.update(compiled_throughput(denoiser, classifier, image, n, args))
+        row = measure_pair(name, denoiser, classifier, size, peaks, args)
         rows.append(row)
         print(
             f"{name:<26}{row['gflop_per_sample']:>13}{row['reference_samples_per_s']:>13}"

@@ -11,14 +11,16 @@ __all__ = ["write_curve"]
 
 def write_curve(run_dir: Path, history: list[dict[str, Any]], title: str) -> None:
     """Rewrite the run's curve from its history (one row per epoch): loss and each validation
-    figure against images seen."""
-    import matplotlib
-
+    figure against images seen. Without matplotlib (a bare GPU machine) only the JSON."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "curve.json").write_text(json.dumps(history, indent=1))
+    try:
+        import matplotlib
+    except ImportError:
+        return
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "curve.json").write_text(json.dumps(history, indent=1))
     panels = [k for k in ("loss", "psnr_denoised", "accuracy", "agreement") if k in history[0]]
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), squeeze=False)
     seen = [row.get("images_seen", row["epoch"]) for row in history]

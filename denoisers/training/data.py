@@ -124,17 +124,25 @@ def _extracted(tarball: Path, cache_dir: Path) -> Path:
 
 
 def augment_cifar(batch: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Standard CIFAR augmentation on a uint8/float batch: 4-pixel padded random crop, h-flip."""
+    """Standard CIFAR augmentation on a uint8/float batch: 4-pixel padded random crop, h-flip.
+
+    Runs on the batch's device (a GPU-resident training set is augmented there); the random
+    numbers come from ``generator``'s device, or the batch's without one."""
     n, _, h, w = batch.shape
+    device = batch.device
+    rng = generator.device if generator is not None else device
     padded = torch.nn.functional.pad(batch.float(), (4, 4, 4, 4), mode="reflect")
-    dy = torch.randint(0, 9, (n,), generator=generator)
-    dx = torch.randint(0, 9, (n,), generator=generator)
-    rows = (dy[:, None] + torch.arange(h))[:, None, :, None]
-    cols = (dx[:, None] + torch.arange(w))[:, None, None, :]
+    dy = torch.randint(0, 9, (n,), generator=generator, device=rng).to(device)
+    dx = torch.randint(0, 9, (n,), generator=generator, device=rng).to(device)
+    rows = (dy[:, None] + torch.arange(h, device=device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=device))[:, None, None, :]
     cropped = padded[
-        torch.arange(n)[:, None, None, None], torch.arange(3)[:, None, None], rows, cols
+        torch.arange(n, device=device)[:, None, None, None],
+        torch.arange(3, device=device)[:, None, None],
+        rows,
+        cols,
     ]
-    flip = torch.rand(n, generator=generator) < 0.5
+    flip = (torch.rand(n, generator=generator, device=rng) < 0.5).to(device)
     cropped[flip] = cropped[flip].flip(-1)
     return cropped
 

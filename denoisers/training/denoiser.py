@@ -7,8 +7,13 @@ copies and its agreement with its own clean-image answer. Resumable from ``<run_
 
 Long runs: ``patience`` stops on a plateau of the monitored figure (accuracy where labels and a
 classifier exist, else denoised PSNR) and exports the best epoch, not the last; ``ema`` evaluates
-and exports an exponential moving average of the weights. ``<run_dir>/curve.json`` and
+and exports an exponential moving average of the weights; ``max_seconds`` stops at the first
+epoch that ends past a time budget (a campaign's wall-clock guard). ``<run_dir>/curve.json`` and
 ``curve.png`` are rewritten after every epoch.
+
+``device`` trains on a GPU (``cuda``): models, batches and the Stab classifiers move there, and
+``bf16`` autocasts on that device; validation noise is still drawn on the CPU from its fixed seed,
+so validation figures compare across devices.
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ class DenoiserTrainingConfig:
     patience: int | None = None  # epochs without improvement before stopping; None: run all
     min_delta: float = 0.0  # smallest change of the monitored figure that counts as improvement
     ema: float | None = None  # EMA decay of the weights that are evaluated and exported
+    device: str = "cpu"  # where the models train: "cpu", "cuda", "cuda:1"
+    max_seconds: float | None = None  # time budget: no epoch starts after it is spent
     command: str = ""  # the command line that resumes this run (recorded on the card)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -88,7 +95,7 @@ class TrainingData:
             images = self.source.images
             order = torch.randperm(len(self.source))[: self.steps * self.batch_size]
             for indices in order.split(self.batch_size):
-                yield augment_cifar(images[indices]).div_(255)
+                yield augment_cifar(images[indices.to(images.device)]).div_(255)
         else:
             for _ in range(self.steps):
                 yield self.source.sample(self.batch_size)
@@ -103,17 +110,20 @@ def evaluate_denoiser(
     labels: torch.Tensor | None = None,
     batch_size: int = 250,
 ) -> dict[str, float]:
-    """PSNR (noisy, denoised) and classifier accuracy/agreement on one seeded noise draw."""
+    """PSNR (noisy, denoised) and classifier accuracy/agreement on one seeded noise draw.
+
+    ``images`` and the noise stay on the CPU; batches run on the denoiser's device."""
     was_training = denoiser.training
     denoiser.eval()
+    device = next(denoiser.parameters(), torch.empty(0)).device
     generator = torch.Generator().manual_seed(1234)
     noise = torch.randn(images.shape, generator=generator) * sigma
     noisy = images + noise
-    denoised = torch.cat([denoiser(batch) for batch in noisy.split(batch_size)])
+    denoised = torch.cat([denoiser(b.to(device)).float().cpu() for b in noisy.split(batch_size)])
     metrics = {"psnr_noisy": psnr(noisy, images), "psnr_denoised": psnr(denoised, images)}
     if classifier is not None:
         on_denoised, on_clean = (
-            torch.cat([classifier(b).argmax(1) for b in x.split(batch_size)])
+            torch.cat([classifier(b.to(device)).argmax(1).cpu() for b in x.split(batch_size)])
             for x in (denoised, images)
         )
         metrics["agreement"] = (on_denoised == on_clean).float().mean().item()
@@ -135,14 +145,17 @@ def train_denoiser(
 ) -> dict[str, Any]:
     """Train, validate after every epoch, export ``out``; returns the metadata written."""
     torch.manual_seed(config.seed)
+    device = torch.device(config.device)
     denoiser = create_model(config.architecture)
     if config.init:
         denoiser.load_state_dict(read_state(Path(config.init)))
-    denoiser = denoiser.to(memory_format=torch.channels_last).train()
-    frozen = [c.module.eval().requires_grad_(False) for c in classifiers]
+    denoiser = denoiser.to(device).to(memory_format=torch.channels_last).train()
+    frozen = [c.module.to(device).eval().requires_grad_(False) for c in classifiers]
     if config.objective != "mse" and not frozen:
         raise ValueError(f"the {config.objective} objective needs classifiers")
     check = validation_classifier or (classifiers[0] if classifiers else None)
+    if check is not None:
+        check.module.to(device)
     val_images = validation.floats() if isinstance(validation, ImageSet) else validation
     val_labels = validation.labels if isinstance(validation, ImageSet) else None
 
@@ -169,15 +182,16 @@ def train_denoiser(
     seconds = float(extra.get("seconds", 0.0))
     began = time.time()
     for epoch in range(start_epoch, config.epochs):
-        if _plateaued(history, best, config.patience):
+        if _plateaued(history, best, config.patience) or _out_of_time(seconds, config):
             break
         started = time.time()
         bar = tqdm(data.epoch(), desc=f"epoch {epoch + 1}/{config.epochs}", total=data.steps)
-        total = 0.0
-        for clean in bar:
+        total = torch.zeros((), device=device)  # summed on the device: no sync per step
+        for step, batch in enumerate(bar):
+            clean = batch.to(device, non_blocking=True)
             clean = clean.contiguous(memory_format=torch.channels_last)
             noisy = clean + torch.randn_like(clean) * config.sigma
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
                 denoised = denoiser(noisy)
                 if config.objective == "mse":
                     loss = mse_loss(denoised, clean)
@@ -189,8 +203,9 @@ def train_denoiser(
             schedule.step()
             if averaged is not None:
                 averaged.update_parameters(denoiser)
-            total += loss.item()
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            total += loss.detach().float()
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{loss.item():.4f}")
         metrics = evaluate_denoiser(
             evaluated, val_images, config.sigma, check.module if check else None, val_labels
         )
@@ -200,7 +215,7 @@ def train_denoiser(
                 "epoch": epoch + 1,
                 "images_seen": (epoch + 1) * data.steps * config.batch_size,
                 "seconds": round(seconds, 1),
-                "loss": total / data.steps,
+                "loss": total.item() / data.steps,
                 **metrics,
             }
         )
@@ -243,7 +258,7 @@ def train_denoiser(
             "train_seconds_this_run": round(time.time() - began, 1),
             "machine": _machine(),
             "precision": "bf16" if config.bf16 else "fp32",
-            "stopped": "plateau" if _plateaued(history, best, config.patience) else "schedule",
+            "stopped": _stop_reason(history, best, seconds, config),
             "resume": config.command,
         },
     }
@@ -259,6 +274,23 @@ def _monitored(row: dict[str, Any]) -> float:
 
 def _plateaued(history: list[dict[str, Any]], best: dict[str, Any], patience: int | None) -> bool:
     return bool(patience is not None and best and history[-1]["epoch"] - best["epoch"] >= patience)
+
+
+def _out_of_time(seconds: float, config: DenoiserTrainingConfig) -> bool:
+    return config.max_seconds is not None and seconds >= config.max_seconds
+
+
+def _stop_reason(
+    history: list[dict[str, Any]],
+    best: dict[str, Any],
+    seconds: float,
+    config: DenoiserTrainingConfig,
+) -> str:
+    if _plateaued(history, best, config.patience):
+        return "plateau"
+    if len(history) < config.epochs and _out_of_time(seconds, config):
+        return "time budget"
+    return "schedule"
 
 
 def _machine() -> str:

@@ -19,18 +19,25 @@ from denoisers.training.data import (
     load_lossless_npz,
 )
 from denoisers.training.denoiser import DenoiserTrainingConfig, TrainingData, train_denoiser
-from service.execution.devices import resolve_precision
+from service.execution.devices import resolve_device, resolve_precision
 
 __all__ = ["train_classifier_command", "train_denoiser_command"]
 
 # bf16 autocast is ~10x faster on CPUs with AVX512-BF16/AMX and ~10x slower on AVX2-only ones.
-BF16_HELP = "bf16 autocast (default: where the CPU computes bf16 natively)"
+BF16_HELP = "bf16 autocast (default: where the device computes bf16 natively)"
 
 
-def _bf16(choice: bool | None) -> bool:
+def _bf16(choice: bool | None, device: torch.device | None = None) -> bool:
     if choice is not None:
         return choice
-    return resolve_precision("auto", torch.device("cpu")) == "bf16"
+    return resolve_precision("auto", device or torch.device("cpu")) == "bf16"
+
+
+def _device(name: str) -> torch.device:
+    try:
+        return resolve_device(name)
+    except (RuntimeError, ValueError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--device") from exc
 
 
 def _training_data(data: Path | None, cifar10_root: Path | None, download: bool) -> ImageSet:
@@ -128,6 +135,12 @@ def train_classifier_command(
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
 @click.option("--bf16/--fp32", default=None, help=BF16_HELP)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda[:N] or auto")
+@click.option(
+    "--max-minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    help="time budget: no epoch starts after it is spent; exports the best epoch so far",
+)
 @click.option("--run-dir", type=click.Path(path_type=Path), required=True, help="resumable state")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help=".safetensors path")
 def train_denoiser_command(
@@ -154,6 +167,8 @@ def train_denoiser_command(
     batch_size: int,
     lr: float,
     bf16: bool | None,
+    device: str,
+    max_minutes: float | None,
     run_dir: Path,
     out: Path,
 ) -> None:
@@ -164,6 +179,7 @@ def train_denoiser_command(
         raise click.UsageError("give --validation or --holdout (one of them)")
     if holdout and photos is not None:
         raise click.UsageError("--holdout splits an image set (--data): give --validation photos")
+    where = _device(device)
     config = DenoiserTrainingConfig(
         architecture=arch,
         sigma=sigma,
@@ -174,12 +190,14 @@ def train_denoiser_command(
         steps_per_epoch=steps_per_epoch,
         init=init,
         classifier_role="target" if target else "surrogate",
-        bf16=_bf16(bf16),
+        bf16=_bf16(bf16, where),
         data=str(photos or data or cifar10_root),
         holdout=holdout,
         patience=patience,
         min_delta=min_delta,
         ema=ema,
+        device=str(where),
+        max_seconds=None if max_minutes is None else 60 * max_minutes,
         command=shlex.join(["dsmooth", *sys.argv[1:]]),
     )
     classifiers = [load_classifier(spec) for spec in (surrogates or ((target,) if target else ()))]
