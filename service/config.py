@@ -143,6 +143,15 @@ class Settings(BaseSettings):
     job_ttl_seconds: float = Field(3600, gt=0, description="how long finished jobs are kept")
     max_jobs: int = Field(1000, gt=0, description="jobs kept in memory at most")
 
+    log_format: Literal["text", "json"] = Field(
+        "text", description="json: one JSON object per log line, with the request id"
+    )
+    otel: bool = Field(
+        False,
+        description="export OpenTelemetry spans over OTLP/HTTP (the `otel` extra; endpoint and "
+        "headers from the standard OTEL_* variables)",
+    )
+
     signing_key: SecretStr | None = Field(
         None,
         description="Ed25519 private key (PEM, PKCS#8) that signs certificates; required outside "

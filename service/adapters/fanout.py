@@ -32,6 +32,7 @@ from tenacity import (
 )
 
 from service.adapters.base import Adapter, AdapterError, Answer, CredentialsError, Failure
+from service.observability import span
 
 __all__ = ["CircuitBreaker", "CircuitOpenError", "FanOut", "FanOutPolicy"]
 
@@ -198,7 +199,12 @@ class FanOut:
                     async with self._slots, self.limiter:
                         self.breaker.check()  # checked once a slot is ours: it may have opened
                         self.calls += 1
-                        answers = await self.adapter.classify(images)
+                        with span(
+                            "vendor.call",
+                            **{"dsmooth.vendor": self.adapter.name, "dsmooth.images": len(images),
+                               "dsmooth.attempt": attempt.retry_state.attempt_number},
+                        ):  # fmt: skip
+                            answers = await self.adapter.classify(images)
         except CredentialsError:
             raise
         except (AdapterError, httpx.HTTPError) as exc:

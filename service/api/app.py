@@ -17,6 +17,7 @@ from pydantic.json_schema import models_json_schema
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.api.access import AccessMiddleware
 from service.api.inputs import BodySizeLimit
 from service.api.metrics import MetricsMiddleware
 from service.api.problems import (
@@ -29,6 +30,7 @@ from service.api.routes import catalog, certify, demo, health, jobs, keys, previ
 from service.api.routes.openapi_bodies import EXTRA_SCHEMAS
 from service.api.services import Services
 from service.config import Settings
+from service.observability import REQUEST_ID_HEADER
 
 __all__ = ["create_app"]
 
@@ -115,8 +117,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", REQUEST_ID_HEADER],
+            expose_headers=[REQUEST_ID_HEADER],
         )
+    # Outermost: the request id and span cover everything below, CORS answers included.
+    app.add_middleware(AccessMiddleware)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

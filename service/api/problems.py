@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
 from service.core.errors import NoDenoiserForSigma, NotConfigured, UnknownModel, VendorUnavailable
+from service.observability import current_request_id
 
 __all__ = [
     "MEDIA_TYPE",
@@ -60,6 +61,9 @@ class Problem(BaseModel):
     detail: str = Field(description="what went wrong in this request and how to fix it")
     instance: str | None = Field(None, description="the request path")
     errors: list[FieldError] | None = Field(None, description="per-parameter errors")
+    request_id: str | None = Field(
+        None, description="the request's X-Request-ID: quote it when reporting a problem"
+    )
 
     @field_validator("detail")
     @classmethod
@@ -103,6 +107,7 @@ def problem_body(problem: ProblemError, instance: str | None) -> dict[str, Any]:
         detail=problem.detail,
         instance=instance,
         errors=problem.errors,
+        request_id=current_request_id(),
     )
     return document.model_dump(exclude_none=True)
 

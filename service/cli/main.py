@@ -243,6 +243,7 @@ def serve(host: str, port: int, example: Path | None, log_level: str) -> None:
     from service.api.app import create_app
 
     settings = Settings()
+    _observe(settings, log_level, "dsmooth-gateway")
     app = create_app(settings)
     image = example or Path("example.png")
     click.echo(
@@ -257,8 +258,19 @@ def serve(host: str, port: int, example: Path | None, log_level: str) -> None:
         host=host,
         port=port,
         log_level=log_level,
+        log_config=None,  # uvicorn's lines go through our handler (text or JSON)
+        access_log=False,  # ours has the request id, key name and queries
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
     )
+
+
+def _observe(settings: Settings, level: str, service: str) -> None:
+    """Logs as DSMOOTH_LOG_FORMAT says; spans exported where DSMOOTH_OTEL asks for them."""
+    from service.observability import configure_logging, start_tracing
+
+    configure_logging(settings.log_format, level)
+    if settings.otel:
+        start_tracing(service)
 
 
 @cli.command()
@@ -280,6 +292,7 @@ def worker(name: str | None, batch: int, reclaim_idle_ms: int) -> None:
     settings = Settings()
     if not settings.redis_url:
         raise click.UsageError("a worker needs DSMOOTH_REDIS_URL")
+    _observe(settings, "info", "dsmooth-worker")
 
     async def main() -> None:
         redis = connect_redis(settings.redis_url or "")

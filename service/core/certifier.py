@@ -37,6 +37,7 @@ from service.core.results import (
     Timings,
 )
 from service.core.votes import ChunkCounts, VoteStore, chunk_key
+from service.observability import current_request_id, span
 
 __all__ = ["Certifier", "ModelVersionChanged", "Progress", "Sampler", "chunk_size_for"]
 
@@ -316,7 +317,9 @@ class Certifier:
             if votes is not None:
                 yield votes, True, chunk.size
                 continue
-            votes = await self.sampler.count(image, chunk)
+            with span("chunk", **{"dsmooth.phase": str(chunk.phase), "dsmooth.chunk": chunk.index,
+                                   "dsmooth.samples": chunk.size}):  # fmt: skip
+                votes = await self.sampler.count(image, chunk)
             if not self.sampler.stores_votes:
                 await self._store(chunk, votes)
             yield votes, False, chunk.size
@@ -369,7 +372,8 @@ class Certifier:
             classifier = ModelRef(name=classifier.name, version=next(iter(tally.versions)))
         top = smoothing.ranked(tally.counts)[:_TOP_COUNTS]
         return {
-            "request_id": uuid.uuid4().hex,
+            # The X-Request-ID of the request it answers (a job: the one that submitted it).
+            "request_id": current_request_id() or uuid.uuid4().hex,
             "top_counts": [
                 LabelCount(label=self._name(key, tally.names) or key, key=key, count=count)
                 for key, count in top

@@ -54,6 +54,7 @@ from service.distributed.protocol import (
     as_bytes,
     image_key,
 )
+from service.observability import current_request_id, trace_carrier
 
 __all__ = [
     "StreamClient",
@@ -95,6 +96,7 @@ class StreamClient:
         task = ChunkTask(
             op="count", chunk=chunk, shape=tuple(image.shape), denoiser=denoiser,
             classifier=classifier, rng=rng, result_key=key,
+            request_id=current_request_id(), trace=trace_carrier(),
         )  # fmt: skip
         await self._submit(image, task)
         return ChunkCounts.from_json(await self._wait(key, key + ":error", chunk.digest))
@@ -110,6 +112,7 @@ class StreamClient:
         task = ChunkTask(
             op="copies", chunk=chunk, shape=tuple(image.shape), denoiser=denoiser, rng=rng,
             result_key=key, min_side=min_side,
+            request_id=current_request_id(), trace=trace_carrier(),
         )  # fmt: skip
         await self._submit(image, task)
         await self._wait(key + ":ready", key + ":error", chunk.digest)

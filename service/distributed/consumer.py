@@ -49,6 +49,7 @@ from service.distributed.protocol import (
     image_key,
 )
 from service.execution.pool import ModelPool
+from service.observability import span, with_trace_parent
 
 __all__ = ["StreamConsumer"]
 
@@ -259,8 +260,14 @@ class StreamConsumer:
             groups[key].append((entry_id, task))
         for group in groups.values():
             tasks = [task for _, task in group]
+            first = tasks[0]
             try:
-                await self._run(tasks)
+                # In the trace (and under the request id) of the request that sent the chunk.
+                with with_trace_parent(first.trace, first.request_id), span(
+                    "chunk.worker", **{"dsmooth.worker": self.name, "dsmooth.tasks": len(tasks),
+                                       "dsmooth.op": first.op},
+                ):  # fmt: skip
+                    await self._run(tasks)
             except OUTAGES:
                 raise  # not the tasks' fault: still held, taken up again once Redis is back
             except Exception as exc:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -67,6 +67,8 @@ class ChunkTask:
     rng: str  # noise generator family: "torch-cpu" or "torch-cuda"
     result_key: str
     min_side: int = 1  # copies: upscaled to at least this side for the vendor
+    request_id: str | None = None  # the X-Request-ID it serves (worker logs and spans)
+    trace: dict[str, str] = field(default_factory=dict)  # W3C traceparent of the request's span
 
     def encode(self) -> dict[str, str]:
         return {"task": json.dumps(asdict(self))}

@@ -28,7 +28,9 @@ async def certify(request: Request, services: ServicesDep, caller: CallerDep) ->
     )
     prepared = await services.prepare(caller, options, image)
     try:
-        return await unless_disconnected(request, services.certify(prepared))
+        certificate = await unless_disconnected(request, services.certify(prepared))
+        request.state.queries = certificate.queries.total - certificate.queries.cached
+        return certificate
     finally:
         await services.finish(prepared)  # a no-op once the certification has settled
 
@@ -42,6 +44,8 @@ async def predict(request: Request, services: ServicesDep, caller: CallerDep) ->
     )
     prepared = await services.prepare(caller, options, image)
     try:
-        return await unless_disconnected(request, services.predict(prepared))
+        prediction = await unless_disconnected(request, services.predict(prepared))
+        request.state.queries = prediction.queries.total - prediction.queries.cached
+        return prediction
     finally:
         await services.finish(prepared)

@@ -35,6 +35,7 @@ async def _caller(
         principal = services.auth.identify(bearer.credentials if bearer is not None else "")
     else:
         principal = services.auth.identify(api_key)
+    request.state.key_name = principal.name  # for the access log (the name, never the key)
     await services.admit_rate(principal)
     return principal
 
