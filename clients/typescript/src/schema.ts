@@ -1025,6 +1025,12 @@ export interface components {
              */
             instance?: string | null;
             /**
+             * Request Id
+             * @description the request's X-Request-ID: quote it when reporting a problem
+             * @default null
+             */
+            request_id?: string | null;
+            /**
              * Status
              * @description HTTP status code
              */

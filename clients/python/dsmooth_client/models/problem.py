@@ -25,6 +25,7 @@ class Problem:
         title (str): short summary of the problem type
         errors (list[FieldError] | None | Unset): per-parameter errors
         instance (None | str | Unset): the request path
+        request_id (None | str | Unset): the request's X-Request-ID: quote it when reporting a problem
         type_ (str | Unset): URI reference naming the problem type Default: 'about:blank'.
     """
 
@@ -33,6 +34,7 @@ class Problem:
     title: str
     errors: list[FieldError] | None | Unset = UNSET
     instance: None | str | Unset = UNSET
+    request_id: None | str | Unset = UNSET
     type_: str | Unset = "about:blank"
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
@@ -61,6 +63,12 @@ class Problem:
         else:
             instance = self.instance
 
+        request_id: None | str | Unset
+        if isinstance(self.request_id, Unset):
+            request_id = UNSET
+        else:
+            request_id = self.request_id
+
         type_ = self.type_
 
         field_dict: dict[str, Any] = {}
@@ -76,6 +84,8 @@ class Problem:
             field_dict["errors"] = errors
         if instance is not UNSET:
             field_dict["instance"] = instance
+        if request_id is not UNSET:
+            field_dict["request_id"] = request_id
         if type_ is not UNSET:
             field_dict["type"] = type_
 
@@ -123,6 +133,15 @@ class Problem:
 
         instance = _parse_instance(d.pop("instance", UNSET))
 
+        def _parse_request_id(data: object) -> None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(None | str | Unset, data)
+
+        request_id = _parse_request_id(d.pop("request_id", UNSET))
+
         type_ = d.pop("type", UNSET)
 
         problem = cls(
@@ -131,6 +150,7 @@ class Problem:
             title=title,
             errors=errors,
             instance=instance,
+            request_id=request_id,
             type_=type_,
         )
 
