@@ -15,6 +15,7 @@ from denoisers.registry import load_classifier, load_denoiser
 from denoisers.training.classifier import ClassifierTrainingConfig, train_classifier
 from denoisers.training.data import ImageSet, PhotoCrops, augment_cifar, load_image_folder
 from denoisers.training.denoiser import DenoiserTrainingConfig, TrainingData, train_denoiser
+from denoisers.training.objectives import mse_loss, stab_loss
 
 DSMOOTH = str(Path(sys.executable).with_name("dsmooth"))
 
@@ -191,3 +192,16 @@ def test_a_plateau_stops_the_run_and_exports_the_best_epoch(tmp_path: Path) -> N
     # Resuming a plateaued run trains nothing more.
     again = train_denoiser(config, TrainingData(data, 32, None), data.head(16), [], run, out)
     assert again["history"] == metadata["history"]
+
+
+def test_the_mixed_objective_adds_weighted_mse_to_stab() -> None:
+    torch.manual_seed(0)
+    clean = torch.rand(4, 3, 32, 32)
+    denoised = (clean + 0.1 * torch.randn_like(clean)).clamp(0, 1)
+    classifier = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+    stab = stab_loss(denoised, clean, [classifier])
+    mixed = stab_loss(denoised, clean, [classifier], mse_weight=50.0)
+    assert torch.isclose(mixed, stab + 50.0 * mse_loss(denoised, clean))
+    assert mixed > stab  # the control: a weight changes the loss
+    with pytest.raises(ValueError, match="mse_weight"):
+        DenoiserTrainingConfig(objective="mse", mse_weight=1.0)

@@ -45,6 +45,7 @@ class DenoiserTrainingConfig:
     architecture: str = "unet"
     sigma: float = 0.25
     objective: str = "mse"
+    mse_weight: float = 0.0  # Stab objectives: + mse_weight x MSE (0: pure Stab)
     epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
@@ -66,6 +67,8 @@ class DenoiserTrainingConfig:
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES} (got {self.objective!r})")
+        if self.mse_weight < 0 or (self.mse_weight and self.objective == "mse"):
+            raise ValueError("mse_weight adds MSE to a Stab objective: >= 0, with stab")
         if self.objective == "mse+stab" and not self.init:
             raise ValueError("mse+stab fine-tunes an MSE checkpoint: give --init")
         if self.classifier_role not in ("surrogate", "target"):
@@ -196,7 +199,7 @@ def train_denoiser(
                 if config.objective == "mse":
                     loss = mse_loss(denoised, clean)
                 else:
-                    loss = stab_loss(denoised, clean, frozen)
+                    loss = stab_loss(denoised, clean, frozen, config.mse_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

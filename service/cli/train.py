@@ -51,6 +51,10 @@ def _training_data(data: Path | None, cifar10_root: Path | None, download: bool)
 
 
 @click.command("train-classifier")
+@click.option(
+    "--mse-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+    help="Stab objectives: add this times the MSE (keeps the image while learning Stab)",
+)  # fmt: skip
 @click.option("--data", type=click.Path(path_type=Path), help="class folders or a .tar.gz of them")
 @click.option("--cifar10-root", type=click.Path(path_type=Path), help="official CIFAR-10 folder")
 @click.option("--download", is_flag=True, help="download CIFAR-10 into --cifar10-root")
@@ -147,6 +151,7 @@ def train_denoiser_command(
     arch: str,
     sigma: float,
     objective: str,
+    mse_weight: float,
     data: Path | None,
     cifar10_root: Path | None,
     download: bool,
@@ -184,6 +189,7 @@ def train_denoiser_command(
         architecture=arch,
         sigma=sigma,
         objective=objective,
+        mse_weight=mse_weight,
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
