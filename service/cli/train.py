@@ -51,10 +51,6 @@ def _training_data(data: Path | None, cifar10_root: Path | None, download: bool)
 
 
 @click.command("train-classifier")
-@click.option(
-    "--mse-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
-    help="Stab objectives: add this times the MSE (keeps the image while learning Stab)",
-)  # fmt: skip
 @click.option("--data", type=click.Path(path_type=Path), help="class folders or a .tar.gz of them")
 @click.option("--cifar10-root", type=click.Path(path_type=Path), help="official CIFAR-10 folder")
 @click.option("--download", is_flag=True, help="download CIFAR-10 into --cifar10-root")
@@ -104,6 +100,10 @@ def train_classifier_command(
 @click.option(
     "--objective", type=click.Choice(["mse", "stab", "mse+stab"]), default="mse", show_default=True
 )
+@click.option(
+    "--mse-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+    help="Stab objectives: add this times the MSE (keeps the image while learning Stab)",
+)  # fmt: skip
 @click.option("--data", type=click.Path(path_type=Path), help="class folders or a .tar.gz of them")
 @click.option("--cifar10-root", type=click.Path(path_type=Path), help="official CIFAR-10 folder")
 @click.option("--download", is_flag=True, help="download CIFAR-10 into --cifar10-root")
