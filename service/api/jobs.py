@@ -69,6 +69,18 @@ class JobProgress(BaseModel):
 
 
 class JobView(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "3f0c1a8e9b7d4c2a8e5f60718293a4b5", "operation": "certify",
+                    "state": "running", "progress": {"done": 500, "planned": 1100},
+                    "created_at": "2026-01-01T12:00:00Z",
+                }
+            ]
+        }
+    )  # fmt: skip
+
     id: str
     operation: str
     state: JobState
@@ -115,6 +127,10 @@ class Job:
     def _notify(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
+
+    def fail(self, problem: Problem) -> None:
+        self.error = problem
+        self._finish(JobState.FAILED)
 
     def _finish(self, state: JobState) -> None:
         self.state = state
@@ -200,20 +216,20 @@ class JobManager:
             job.result = await run(progress)
         except asyncio.CancelledError:
             if self._closing and self.records is None:  # not the client's doing: say so
-                job.error = Problem(
-                    type="/problems/server-shutdown",
-                    title="Server shut down",
-                    status=503,
-                    detail="the server shut down before the job finished; submit it again "
-                    "(the votes drawn so far are kept and reused)",
+                job.fail(
+                    Problem(
+                        type="/problems/server-shutdown",
+                        title="Server shut down",
+                        status=503,
+                        detail="the server shut down before the job finished; submit it again "
+                        "(the votes drawn so far are kept and reused)",
+                    )
                 )
-                job._finish(JobState.FAILED)
             elif not self._closing:
                 job._finish(JobState.CANCELLED)
             raise
         except Exception as exc:
-            job.error = on_error(exc)
-            job._finish(JobState.FAILED)
+            job.fail(on_error(exc))
         else:
             job._finish(JobState.SUCCEEDED)
 
@@ -276,14 +292,15 @@ class JobManager:
             return
         job = Job(record["owner"], view.operation, view.progress.planned, job_id, view.created_at)
         if image is None or "options" not in record:  # nothing to run it again from
-            job.error = Problem(
-                type="/problems/job-lost",
-                title="Job lost",
-                status=503,
-                detail="the gateway running this job stopped and its request was not kept; "
-                "submit it again (the votes drawn so far are reused)",
+            job.fail(
+                Problem(
+                    type="/problems/job-lost",
+                    title="Job lost",
+                    status=503,
+                    detail="the gateway running this job stopped and its request was not kept; "
+                    "submit it again (the votes drawn so far are reused)",
+                )
             )
-            job._finish(JobState.FAILED)
             await records.finish(job_id, job.view().model_dump_json(), int(self.ttl))
             return
         try:
@@ -291,8 +308,7 @@ class JobManager:
         except ProblemError as exc:
             if exc.status in (429, 503):
                 return  # busy here: the lease runs out again and someone retries
-            job.error = on_error(exc)
-            job._finish(JobState.FAILED)
+            job.fail(on_error(exc))
             await records.finish(job_id, job.view().model_dump_json(), int(self.ttl))
             return
         log.info("job %s: taken over from a gateway that stopped", job_id)
