@@ -39,6 +39,9 @@ class ApiKey(BaseModel):
     name: str = Field(min_length=1, description="who holds the key (shown in logs, never the key)")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of the key")
     daily_queries: int | None = Field(None, ge=0, description="classifier queries per UTC day")
+    max_work_tflop: float | None = Field(
+        None, gt=0, description="largest request of this key (TFLOP); default: the server's"
+    )
 
 
 class Settings(BaseSettings):
@@ -134,7 +137,8 @@ class Settings(BaseSettings):
     vote_ttl_seconds: int = Field(7 * 24 * 3600, gt=0, description="how long votes are kept")
     api_keys: list[ApiKey] = Field(
         default_factory=list,
-        description='JSON list of {"name", "sha256", "daily_queries"}; see `dsmooth new-api-key`',
+        description='JSON list of {"name", "sha256", "daily_queries", "max_work_tflop"}; see '
+        "`dsmooth new-api-key`",
     )
     requests_per_minute_per_key: int = Field(
         600, ge=0, description="API requests per minute per key (0: unlimited)"

@@ -113,6 +113,20 @@ async def test_work_over_the_limit_is_refused_before_sampling_with_its_cost() ->
         _problem(jobs, 422, "work-too-large")  # a job is refused at submission, not later
 
 
+async def test_a_key_may_have_a_smaller_share_of_the_work_limit() -> None:
+    keys = [
+        ApiKey(name="small", sha256=hash_api_key(KEY), max_work_tflop=0.01),
+        ApiKey(name="bob", sha256=hash_api_key(OTHER)),
+    ]
+    settings = _settings(denoiser="unet-cifar10-s0.25-mse", api_keys=keys)
+    async with _client(settings) as client:  # 101 U-Net copies: 0.03 TFLOP
+        small = await client.post("/v1/certify", json=_job(100))
+        problem = _problem(small, 422, "work-too-large")
+        assert "for this key" in problem["detail"]
+        other = await client.post("/v1/certify", json=_job(100), headers={"X-API-Key": OTHER})
+        assert other.status_code == 200, other.text  # control: the server's limit applies
+
+
 async def test_an_image_whose_one_copy_exceeds_the_pass_memory_is_refused() -> None:
     async with _client(_settings(max_pass_memory_mib=1)) as client:
         fits = await client.post("/v1/certify", json=_job(10))

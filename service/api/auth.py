@@ -36,6 +36,7 @@ __all__ = [
 class Principal:
     name: str
     daily_queries: int | None
+    max_work_tflop: float | None = None  # this key's share of the work limit
 
 
 OPEN_ACCESS = Principal("anonymous", None)
@@ -69,7 +70,7 @@ class Authenticator:
                 match = key
         if match is None:
             raise _unauthorised("the API key is not valid")
-        return Principal(match.name, match.daily_queries)
+        return Principal(match.name, match.daily_queries, match.max_work_tflop)
 
 
 def _unauthorised(detail: str) -> ProblemError:

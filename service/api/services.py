@@ -190,7 +190,8 @@ class Services:
                 f"over its max_cost of ${options.max_cost:.4f}; lower n or use mode='sequential'",
             )
         image = await self._decode(image_bytes, self.settings.max_pixels)
-        await self._check_work(sampler.classifier_ref.name, denoiser, image, planned)
+        limit = min(self.settings.max_work_tflop, principal.max_work_tflop or float("inf"))
+        await self._check_work(sampler.classifier_ref.name, denoiser, image, planned, limit)
         warnings = self.catalog.warnings(
             sampler.classifier_ref.name, denoiser, params.sigma, tuple(image.shape)
         )
@@ -217,10 +218,11 @@ class Services:
             await self.rate_limits.admit(principal)
 
     async def _check_work(
-        self, classifier: str, denoiser: str, image: torch.Tensor, copies: int
+        self, classifier: str, denoiser: str, image: torch.Tensor, copies: int, limit_tflop: float
     ) -> None:
         """Refuse, before anything is sampled, what would exhaust the device's memory (one copy
-        too large for a forward pass) or hold it too long (over ``max_work_tflop``)."""
+        too large for a forward pass) or hold it too long (over ``limit_tflop``: the server's
+        work limit, or the key's share of it)."""
         shape = tuple(image.shape)
         work = await asyncio.to_thread(self.catalog.work, classifier, denoiser, shape)
         size = f"{shape[2]}x{shape[1]}"
@@ -235,7 +237,7 @@ class Services:
                 f"GiB in the models' forward pass, over the {memory / 2**30:.1f} GiB this server "
                 f"gives one pass; send the image at most about {side} px on its longer side",
             )
-        limit = self.settings.max_work_tflop * 1e12
+        limit = limit_tflop * 1e12
         total = work.flops * copies
         if total > limit:
             side = _fitting_side(shape, limit / total)
@@ -244,8 +246,8 @@ class Services:
                 slug="work-too-large",
                 title="Request too large",
                 detail=f"the request needs {total / 1e12:,.1f} TFLOP ({copies:,} noisy copies of a "
-                f"{size} image at {work.flops / 1e9:,.2f} GFLOP each), over this server's limit "
-                f"of {self.settings.max_work_tflop:,.0f} TFLOP; lower n, or send the image at "
+                f"{size} image at {work.flops / 1e9:,.2f} GFLOP each), over the limit of "
+                f"{limit_tflop:,.4g} TFLOP for this key; lower n, or send the image at "
                 f"most about {side} px on its longer side",
                 errors=[FieldError(field="n", message="over the server's work limit")],
             )
