@@ -82,6 +82,10 @@ clients: openapi
 	rm -rf clients/python
 	cd clients && PATH="$(CURDIR)/$(BIN):$$PATH" "$(CURDIR)/$(BIN)/openapi-python-client" generate \
 		--path openapi.json --output-path python --config python-client.yaml
+	# openapi-python-client 0.29 names Unset without importing it in operations whose body is JSON
+	# or multipart: add the import
+	grep -l 'Unset = UNSET' clients/python/dsmooth_client/api/*/*.py | xargs -r sed -i \
+		's/^from \.\.\.types import UNSET, Response$$/from ...types import UNSET, Response, Unset/'
 	$(BIN)/python clients/stamp_version.py
 	cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error && npm run -s generate
 

@@ -391,13 +391,44 @@ async def test_openapi_has_stable_operation_ids_bodies_and_problem_models(
                    "metrics"}  # fmt: skip
     certify = spec["paths"]["/v1/certify"]["post"]
     content = certify["requestBody"]["content"]
-    assert set(content) == {"application/json"}  # multipart is accepted, described in the text
-    assert "multipart/form-data" in certify["description"]
+    assert set(content) == {"application/json", "multipart/form-data"}
     assert content["application/json"]["example"]["n"] == 1000
+    form = spec["components"]["schemas"]["CertifyForm"]
+    assert form["properties"]["image"]["format"] == "binary"
     assert "CertifyRequest" in spec["components"]["schemas"]
-    problem = certify["responses"]["422"]["content"]["application/problem+json"]["schema"]
-    assert problem["$ref"].endswith("/Problem")
+    problem = certify["responses"]["422"]["content"]["application/problem+json"]
+    assert problem["schema"]["$ref"].endswith("/Problem") and problem["example"]["status"] == 422
+    assert "/problems/unknown-classifier" in certify["responses"]["422"]["description"]
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
+    # Only the statuses an operation can answer with.
+    statuses = {
+        (path, method): set(op["responses"])
+        for path, ops in spec["paths"].items()
+        for method, op in ops.items()
+    }
+    assert statuses["/v1/classifiers", "get"] == {"200", "401", "429", "503"}
+    assert statuses["/v1/jobs/{job_id}", "get"] == {"200", "401", "404", "429", "503"}
+    assert statuses["/v1/jobs", "post"] == {"202", "400", "401", "413", "415", "422", "429", "503"}
+    assert statuses["/v1/certify", "post"] == {
+        "200", "400", "401", "413", "415", "422", "429", "502", "503",
+    }  # fmt: skip
+    assert statuses["/healthz", "get"] == {"200"}
+    assert "Location" in spec["paths"]["/v1/jobs"]["post"]["responses"]["202"]["headers"]
+    events = spec["paths"]["/v1/jobs/{job_id}/events"]["get"]["responses"]["200"]["content"]
+    assert events["text/event-stream"]["example"]["event"] == "progress"
+    # Every request and response body has an example (in its media type or its schema).
+    schemas = spec["components"]["schemas"]
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            bodies = [*op.get("requestBody", {}).get("content", {}).values()]
+            for response in op["responses"].values():
+                bodies += response.get("content", {}).values()
+            for body in bodies:
+                ref = body.get("schema", {}).get("$ref", "")
+                items = body.get("schema", {}).get("items", {}).get("$ref", "")
+                named = schemas.get((ref or items).rsplit("/", 1)[-1], {})
+                has = "example" in body or "examples" in named
+                assert has or path == "/metrics", (path, method)
 
 
 async def test_secret_and_keys_never_appear_in_answers(

@@ -28,12 +28,14 @@ from dsmooth_client.api.certification import certify  # noqa: E402
 from dsmooth_client.api.jobs import create_job, get_job  # noqa: E402
 from dsmooth_client.models import (  # noqa: E402
     Certificate,
+    CertifyForm,
     CertifyRequest,
     JobRequest,
     JobState,
     JobView,
     Problem,
 )
+from dsmooth_client.types import File  # noqa: E402
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
 
@@ -58,6 +60,16 @@ def test_python_sdk_certifies_an_image(server: str, photo: bytes) -> None:
     assert isinstance(certificate, Certificate)
     assert certificate.n == 500 and certificate.classifier.name == "cifar10-resnet20"
     assert certificate.queries.total == 550
+
+
+def test_python_sdk_uploads_an_image_as_a_multipart_form(server: str, photo: bytes) -> None:
+    """The document describes the multipart body beside JSON; the SDK sends either."""
+    image = File(payload=io.BytesIO(photo), file_name="chelsea.png", mime_type="image/png")
+    body = CertifyForm(image=image, n=500, n0=50, sigma=0.12)
+    with Client(base_url=server, timeout=120) as client:
+        response = certify.sync_detailed(client=client, body=body)
+    assert response.status_code == 200 and isinstance(response.parsed, Certificate)
+    assert response.parsed.n == 500 and response.parsed.queries.total == 550
 
 
 def test_python_sdk_follows_a_job_to_completion(server: str, photo: bytes) -> None:

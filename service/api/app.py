@@ -26,8 +26,17 @@ from service.api.problems import (
     install_problem_handlers,
     problem_response,
 )
-from service.api.routes import catalog, certify, demo, health, jobs, keys, preview
-from service.api.routes.openapi_bodies import EXTRA_SCHEMAS
+from service.api.routes import (
+    catalog,
+    certify,
+    demo,
+    health,
+    jobs,
+    keys,
+    preview,
+    problem_types,
+)
+from service.api.routes.openapi_bodies import EXTRA_SCHEMAS, form_schemas
 from service.api.services import Services
 from service.config import Settings
 from service.observability import REQUEST_ID_HEADER
@@ -69,6 +78,21 @@ class AnswerOptions:
         await self.app(scope, receive, send)
 
 
+def _drop_validation_errors(schema: dict[str, Any]) -> None:
+    """FastAPI documents a 422 ``HTTPValidationError`` on every operation with a parameter; this
+    API's 422 is a problem document, documented where it can happen (a path parameter of type
+    string cannot fail), so FastAPI's own goes."""
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            content = responses.get("422", {}).get("content", {}).get("application/json", {})
+            if content.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
+                del responses["422"]
+    schemas = schema.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     services = Services(settings)
@@ -106,7 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         keys.router,
         health.router,
     )
-    for router in (*routers, demo.router):
+    for router in (*routers, problem_types.router, demo.router):
         app.include_router(router)
     app.add_middleware(AnswerOptions, routes=app.router.routes)
     # Base64 adds a third to the image; leave room for the other fields.
@@ -135,7 +159,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 [(model, "validation") for model in EXTRA_SCHEMAS],
                 ref_template="#/components/schemas/{model}",
             )
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(defs["$defs"])
+            components.update(form_schemas(components))
+            _drop_validation_errors(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 import httpx
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from service.adapters.base import Adapter
 from service.adapters.fanout import FanOut, FanOutPolicy, Pacer
@@ -30,6 +30,20 @@ __all__ = ["Catalog", "ClassifierInfo", "DenoiserInfo"]
 
 
 class ClassifierInfo(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "cifar10-resnet20", "version": "cifar10-resnet20-20261125",
+                    "kind": "local", "architecture": "cifar-resnet20", "classes": 10,
+                    "input_size": 32, "images": "CIFAR-10 photos, 32x32 (10 classes)",
+                    "card_version": None, "max_n": 1_000_000, "price_per_query": 0.0,
+                    "credentials_configured": True, "default": True,
+                }
+            ]
+        }
+    )  # fmt: skip
+
     name: str
     version: str
     kind: str = Field(description="'local' (served here) or 'remote' (a vendor API)")
@@ -53,6 +67,17 @@ class ClassifierInfo(BaseModel):
 
 
 class DenoiserInfo(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "unet-cifar10-s0.25-mse", "version": "unet-cifar10-s0.25-mse-20261125",
+                    "architecture": "unet", "sigma": 0.25, "objective": "mse", "default": True,
+                }
+            ]
+        }
+    )  # fmt: skip
+
     name: str
     version: str
     architecture: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from service.core.results import (
     SIGMA_MAX,
@@ -122,6 +122,19 @@ class PreviewRequest(PreviewOptions):
 class Preview(StrictModel):
     """Noisy copies and their denoised versions, as PNG data URLs. The noise is fresh randomness,
     never the secret noise of a certification."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "noisy": ["data:image/png;base64,iVBORw0KGgo..."],
+                    "denoised": ["data:image/png;base64,iVBORw0KGgo..."],
+                    "sigma": 0.25,
+                    "denoiser": {"name": "unet-cifar10-s0.25-mse", "version": "20261125"},
+                }
+            ]
+        }
+    )
 
     noisy: list[str]
     denoised: list[str]

@@ -438,6 +438,95 @@ export interface components {
              */
             warnings?: string[];
         };
+        /** CertifyForm */
+        CertifyForm: {
+            /**
+             * Alpha
+             * @description failure probability
+             * @default 0.001
+             */
+            alpha?: number;
+            /**
+             * Budget
+             * @description most classifier queries this request may spend
+             * @default null
+             */
+            budget?: number | null;
+            /**
+             * Candidate
+             * @description 'noisy': top class of n0 noisy samples; 'clean': the classifier's label on the clean image (one query). Default: clean for paid classifiers, noisy otherwise
+             * @default null
+             */
+            candidate?: ("noisy" | "clean") | null;
+            /**
+             * Classifier
+             * @description catalog name (GET /v1/classifiers)
+             * @default null
+             */
+            classifier?: string | null;
+            /**
+             * Denoiser
+             * @description catalog name (GET /v1/denoisers); default: the default denoiser, or its sibling trained for the requested sigma where one is served
+             * @default null
+             */
+            denoiser?: string | null;
+            /**
+             * First Look
+             * @description sequential: samples at look 1
+             * @default 32
+             */
+            first_look?: number;
+            /**
+             * Format: binary
+             * @description the image file (PNG, JPEG, WebP, BMP, GIF)
+             */
+            image: string;
+            /** @description vendor label key -> class key, as a JSON object */
+            label_map?: string | null;
+            /**
+             * Max Cost
+             * @description most USD this request may spend on classifier queries
+             * @default null
+             */
+            max_cost?: number | null;
+            /**
+             * Mode
+             * @description 'fixed': n samples, one bound; 'sequential': sample in rounds (up to n) with anytime-valid bounds and stop as soon as the answer is known — with a target_radius a betting confidence sequence checked after every round, without one Clopper-Pearson with alpha spread over looks at 2^k x first_look samples
+             * @default fixed
+             * @enum {string}
+             */
+            mode?: "fixed" | "sequential";
+            /**
+             * N
+             * @description number of noisy samples
+             * @default 10000
+             */
+            n?: number;
+            /**
+             * N0
+             * @description selection samples (0 with 'clean')
+             * @default 100
+             */
+            n0?: number;
+            /**
+             * Sigma
+             * @description noise level in (0, 1] pixel units, on a grid of 1e-4 (0.2500001 is 0.25: sigma in the 7th decimal is no fresh chance at a certificate)
+             * @default 0.25
+             */
+            sigma?: number;
+            /**
+             * Target Radius
+             * @description sequential: stop once this radius is certified or unreachable
+             * @default null
+             */
+            target_radius?: number | null;
+            /**
+             * Tolerance
+             * @description sequential without a target: stop when more samples could raise the radius by less than this
+             * @default 0.02
+             */
+            tolerance?: number;
+        };
         /** CertifyRequest */
         CertifyRequest: {
             /**
@@ -533,7 +622,22 @@ export interface components {
              */
             tolerance?: number;
         };
-        /** ClassifierInfo */
+        /**
+         * ClassifierInfo
+         * @example {
+         *       "architecture": "cifar-resnet20",
+         *       "classes": 10,
+         *       "credentials_configured": true,
+         *       "default": true,
+         *       "images": "CIFAR-10 photos, 32x32 (10 classes)",
+         *       "input_size": 32,
+         *       "kind": "local",
+         *       "max_n": 1000000,
+         *       "name": "cifar10-resnet20",
+         *       "price_per_query": 0,
+         *       "version": "cifar10-resnet20-20261125"
+         *     }
+         */
         ClassifierInfo: {
             /** Architecture */
             architecture: string;
@@ -584,7 +688,17 @@ export interface components {
             /** Version */
             version: string;
         };
-        /** DenoiserInfo */
+        /**
+         * DenoiserInfo
+         * @example {
+         *       "architecture": "unet",
+         *       "default": true,
+         *       "name": "unet-cifar10-s0.25-mse",
+         *       "objective": "mse",
+         *       "sigma": 0.25,
+         *       "version": "unet-cifar10-s0.25-mse-20261125"
+         *     }
+         */
         DenoiserInfo: {
             /** Architecture */
             architecture: string;
@@ -612,7 +726,16 @@ export interface components {
             /** Message */
             message: string;
         };
-        /** Health */
+        /**
+         * Health
+         * @example {
+         *       "checks": {
+         *         "models": true,
+         *         "vote_store": true
+         *       },
+         *       "status": "ready"
+         *     }
+         */
         Health: {
             /**
              * Checks
@@ -623,6 +746,102 @@ export interface components {
             };
             /** Status */
             status: string;
+        };
+        /** JobForm */
+        JobForm: {
+            /**
+             * Alpha
+             * @description failure probability
+             * @default 0.001
+             */
+            alpha?: number;
+            /**
+             * Budget
+             * @description most classifier queries this request may spend
+             * @default null
+             */
+            budget?: number | null;
+            /**
+             * Candidate
+             * @description 'noisy': top class of n0 noisy samples; 'clean': the classifier's label on the clean image (one query). Default: clean for paid classifiers, noisy otherwise
+             * @default null
+             */
+            candidate?: ("noisy" | "clean") | null;
+            /**
+             * Classifier
+             * @description catalog name (GET /v1/classifiers)
+             * @default null
+             */
+            classifier?: string | null;
+            /**
+             * Denoiser
+             * @description catalog name (GET /v1/denoisers); default: the default denoiser, or its sibling trained for the requested sigma where one is served
+             * @default null
+             */
+            denoiser?: string | null;
+            /**
+             * First Look
+             * @description sequential: samples at look 1
+             * @default 32
+             */
+            first_look?: number;
+            /**
+             * Format: binary
+             * @description the image file (PNG, JPEG, WebP, BMP, GIF)
+             */
+            image: string;
+            /** @description vendor label key -> class key, as a JSON object */
+            label_map?: string | null;
+            /**
+             * Max Cost
+             * @description most USD this request may spend on classifier queries
+             * @default null
+             */
+            max_cost?: number | null;
+            /**
+             * Mode
+             * @description 'fixed': n samples, one bound; 'sequential': sample in rounds (up to n) with anytime-valid bounds and stop as soon as the answer is known — with a target_radius a betting confidence sequence checked after every round, without one Clopper-Pearson with alpha spread over looks at 2^k x first_look samples
+             * @default fixed
+             * @enum {string}
+             */
+            mode?: "fixed" | "sequential";
+            /**
+             * N
+             * @description number of noisy samples
+             * @default 10000
+             */
+            n?: number;
+            /**
+             * N0
+             * @description selection samples (0 with 'clean')
+             * @default 100
+             */
+            n0?: number;
+            /**
+             * Operation
+             * @description what the job runs
+             * @default certify
+             * @enum {string}
+             */
+            operation?: "certify" | "predict";
+            /**
+             * Sigma
+             * @description noise level in (0, 1] pixel units, on a grid of 1e-4 (0.2500001 is 0.25: sigma in the 7th decimal is no fresh chance at a certificate)
+             * @default 0.25
+             */
+            sigma?: number;
+            /**
+             * Target Radius
+             * @description sequential: stop once this radius is certified or unreachable
+             * @default null
+             */
+            target_radius?: number | null;
+            /**
+             * Tolerance
+             * @description sequential without a target: stop when more samples could raise the radius by less than this
+             * @default 0.02
+             */
+            tolerance?: number;
         };
         /** JobProgress */
         JobProgress: {
@@ -744,7 +963,19 @@ export interface components {
          * @enum {string}
          */
         JobState: "queued" | "running" | "succeeded" | "failed" | "cancelled";
-        /** JobView */
+        /**
+         * JobView
+         * @example {
+         *       "created_at": "2026-01-01T12:00:00Z",
+         *       "id": "3f0c1a8e9b7d4c2a8e5f60718293a4b5",
+         *       "operation": "certify",
+         *       "progress": {
+         *         "done": 500,
+         *         "planned": 1100
+         *       },
+         *       "state": "running"
+         *     }
+         */
         JobView: {
             /**
              * Created At
@@ -800,6 +1031,58 @@ export interface components {
             name: string;
             /** Version */
             version: string;
+        };
+        /** PredictForm */
+        PredictForm: {
+            /**
+             * Alpha
+             * @description failure probability
+             * @default 0.001
+             */
+            alpha?: number;
+            /**
+             * Budget
+             * @description most classifier queries this request may spend
+             * @default null
+             */
+            budget?: number | null;
+            /**
+             * Classifier
+             * @description catalog name (GET /v1/classifiers)
+             * @default null
+             */
+            classifier?: string | null;
+            /**
+             * Denoiser
+             * @description catalog name (GET /v1/denoisers); default: the default denoiser, or its sibling trained for the requested sigma where one is served
+             * @default null
+             */
+            denoiser?: string | null;
+            /**
+             * Format: binary
+             * @description the image file (PNG, JPEG, WebP, BMP, GIF)
+             */
+            image: string;
+            /** @description vendor label key -> class key, as a JSON object */
+            label_map?: string | null;
+            /**
+             * Max Cost
+             * @description most USD this request may spend on classifier queries
+             * @default null
+             */
+            max_cost?: number | null;
+            /**
+             * N
+             * @description number of noisy samples
+             * @default 10000
+             */
+            n?: number;
+            /**
+             * Sigma
+             * @description noise level in (0, 1] pixel units, on a grid of 1e-4 (0.2500001 is 0.25: sigma in the 7th decimal is no fresh chance at a certificate)
+             * @default 0.25
+             */
+            sigma?: number;
         };
         /** PredictRequest */
         PredictRequest: {
@@ -966,6 +1249,19 @@ export interface components {
          * Preview
          * @description Noisy copies and their denoised versions, as PNG data URLs. The noise is fresh randomness,
          *     never the secret noise of a certification.
+         * @example {
+         *       "denoised": [
+         *         "data:image/png;base64,iVBORw0KGgo..."
+         *       ],
+         *       "denoiser": {
+         *         "name": "unet-cifar10-s0.25-mse",
+         *         "version": "20261125"
+         *       },
+         *       "noisy": [
+         *         "data:image/png;base64,iVBORw0KGgo..."
+         *       ],
+         *       "sigma": 0.25
+         *     }
          */
         Preview: {
             /** Denoised */
@@ -975,6 +1271,32 @@ export interface components {
             noisy: string[];
             /** Sigma */
             sigma: number;
+        };
+        /** PreviewForm */
+        PreviewForm: {
+            /**
+             * Denoiser
+             * @description catalog name (GET /v1/denoisers); default: the default denoiser, or its sibling trained for the requested sigma where one is served
+             * @default null
+             */
+            denoiser?: string | null;
+            /**
+             * Format: binary
+             * @description the image file (PNG, JPEG, WebP, BMP, GIF)
+             */
+            image: string;
+            /**
+             * K
+             * @description copies to show
+             * @default 8
+             */
+            k?: number;
+            /**
+             * Sigma
+             * @description noise level in (0, 1] pixel units
+             * @default 0.25
+             */
+            sigma?: number;
         };
         /** PreviewRequest */
         PreviewRequest: {
@@ -1005,6 +1327,20 @@ export interface components {
         /**
          * Problem
          * @description An RFC 9457 problem: what went wrong and what to change.
+         * @example {
+         *       "detail": "n: Input should be greater than or equal to 1",
+         *       "errors": [
+         *         {
+         *           "field": "n",
+         *           "message": "Input should be greater than or equal to 1"
+         *         }
+         *       ],
+         *       "instance": "/v1/certify",
+         *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+         *       "status": 422,
+         *       "title": "Invalid parameters",
+         *       "type": "/problems/invalid-parameters"
+         *     }
          */
         Problem: {
             /**
@@ -1211,6 +1547,15 @@ export interface operations {
                  *     }
                  */
                 "application/json": components["schemas"]["CertifyRequest"];
+                /**
+                 * @example {
+                 *       "image": "(the image file: PNG, JPEG, WebP, BMP, GIF)",
+                 *       "n": 1000,
+                 *       "n0": 100,
+                 *       "sigma": 0.25
+                 *     }
+                 */
+                "multipart/form-data": components["schemas"]["CertifyForm"];
             };
         };
         responses: {
@@ -1223,84 +1568,155 @@ export interface operations {
                     "application/json": components["schemas"]["Certificate"];
                 };
             };
-            /** @description Malformed request body */
+            /** @description Malformed request body. Problem types: [`malformed-json`](/problems/malformed-json) */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The request body is not a JSON object (or not UTF-8).",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 400,
+                     *       "title": "Malformed JSON",
+                     *       "type": "/problems/malformed-json"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing or wrong API key */
+            /** @description Missing or wrong API key. Problem types: [`unauthorised`](/problems/unauthorised) */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The request carried no API key, or one this server does not know.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 401,
+                     *       "title": "Missing or wrong API key",
+                     *       "type": "/problems/unauthorised"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such resource (a job of another key does not exist for you) */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Upload or image too large */
+            /** @description Upload or image too large. Problem types: [`upload-too-large`](/problems/upload-too-large), [`image-too-large`](/problems/image-too-large), [`image-too-large-for-models`](/problems/image-too-large-for-models) */
             413: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The image (or the whole body) is over the server's upload limit.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 413,
+                     *       "title": "Upload too large",
+                     *       "type": "/problems/upload-too-large"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not an accepted image format */
+            /** @description Not an accepted content type or image format. Problem types: [`unsupported-content-type`](/problems/unsupported-content-type), [`image-unsupported`](/problems/image-unsupported) */
             415: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The body is neither application/json nor multipart/form-data.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 415,
+                     *       "title": "Unsupported content type",
+                     *       "type": "/problems/unsupported-content-type"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Invalid parameters or undecodable image */
+            /** @description Invalid parameters, unknown model or undecodable image. Problem types: [`invalid-parameters`](/problems/invalid-parameters), [`image-empty`](/problems/image-empty), [`image-corrupt`](/problems/image-corrupt), [`unknown-classifier`](/problems/unknown-classifier), [`unknown-denoiser`](/problems/unknown-denoiser), [`no-denoiser-for-sigma`](/problems/no-denoiser-for-sigma), [`classifier-not-configured`](/problems/classifier-not-configured), [`work-too-large`](/problems/work-too-large) */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "A parameter is missing, of the wrong type or out of range; `errors` names each.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 422,
+                     *       "title": "Invalid parameters",
+                     *       "type": "/problems/invalid-parameters"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Budget or rate limit exhausted */
+            /** @description Rate limit, budget or concurrency limit reached. Problem types: [`rate-limited`](/problems/rate-limited), [`daily-budget-exhausted`](/problems/daily-budget-exhausted), [`too-many-concurrent-requests`](/problems/too-many-concurrent-requests) */
             429: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The key sent more requests per minute than it may.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 429,
+                     *       "title": "Too many requests",
+                     *       "type": "/problems/rate-limited"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A vendor refused the configured credentials, or a chunk failed on every worker */
+            /** @description A vendor refused the configured credentials, or a chunk failed on every worker. Problem types: [`vendor-credentials-refused`](/problems/vendor-credentials-refused), [`chunk-dead-lettered`](/problems/chunk-dead-lettered) */
             502: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The classifier's vendor refused the credentials this server is configured with; nothing was certified or charged.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 502,
+                     *       "title": "Vendor refused the credentials",
+                     *       "type": "/problems/vendor-credentials-refused"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Vote store, workers or vendor unavailable, or the vendor's model changed */
+            /** @description Vote store, workers or vendor unavailable, the server busy, or the vendor's model changed. Problem types: [`backend-unavailable`](/problems/backend-unavailable), [`server-busy`](/problems/server-busy), [`vendor-unavailable`](/problems/vendor-unavailable), [`no-workers`](/problems/no-workers), [`vendor-model-changed`](/problems/vendor-model-changed) */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The vote store (Redis) or the stream workers failed.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 503,
+                     *       "title": "Backend unavailable",
+                     *       "type": "/problems/backend-unavailable"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -1324,84 +1740,60 @@ export interface operations {
                     "application/json": components["schemas"]["ClassifierInfo"][];
                 };
             };
-            /** @description Malformed request body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or wrong API key */
+            /** @description Missing or wrong API key. Problem types: [`unauthorised`](/problems/unauthorised) */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The request carried no API key, or one this server does not know.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 401,
+                     *       "title": "Missing or wrong API key",
+                     *       "type": "/problems/unauthorised"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such resource (a job of another key does not exist for you) */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Upload or image too large */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not an accepted image format */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Invalid parameters or undecodable image */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Budget or rate limit exhausted */
+            /** @description Rate limit, budget or concurrency limit reached. Problem types: [`rate-limited`](/problems/rate-limited) */
             429: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The key sent more requests per minute than it may.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 429,
+                     *       "title": "Too many requests",
+                     *       "type": "/problems/rate-limited"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A vendor refused the configured credentials, or a chunk failed on every worker */
-            502: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Vote store, workers or vendor unavailable, or the vendor's model changed */
+            /** @description Vote store, workers or vendor unavailable, the server busy, or the vendor's model changed. Problem types: [`backend-unavailable`](/problems/backend-unavailable) */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The vote store (Redis) or the stream workers failed.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 503,
+                     *       "title": "Backend unavailable",
+                     *       "type": "/problems/backend-unavailable"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -1425,84 +1817,60 @@ export interface operations {
                     "application/json": components["schemas"]["DenoiserInfo"][];
                 };
             };
-            /** @description Malformed request body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or wrong API key */
+            /** @description Missing or wrong API key. Problem types: [`unauthorised`](/problems/unauthorised) */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The request carried no API key, or one this server does not know.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 401,
+                     *       "title": "Missing or wrong API key",
+                     *       "type": "/problems/unauthorised"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such resource (a job of another key does not exist for you) */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Upload or image too large */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not an accepted image format */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Invalid parameters or undecodable image */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Budget or rate limit exhausted */
+            /** @description Rate limit, budget or concurrency limit reached. Problem types: [`rate-limited`](/problems/rate-limited) */
             429: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The key sent more requests per minute than it may.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 429,
+                     *       "title": "Too many requests",
+                     *       "type": "/problems/rate-limited"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A vendor refused the configured credentials, or a chunk failed on every worker */
-            502: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Vote store, workers or vendor unavailable, or the vendor's model changed */
+            /** @description Vote store, workers or vendor unavailable, the server busy, or the vendor's model changed. Problem types: [`backend-unavailable`](/problems/backend-unavailable) */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The vote store (Redis) or the stream workers failed.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 503,
+                     *       "title": "Backend unavailable",
+                     *       "type": "/problems/backend-unavailable"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -1526,96 +1894,162 @@ export interface operations {
                  *     }
                  */
                 "application/json": components["schemas"]["JobRequest"];
+                /**
+                 * @example {
+                 *       "image": "(the image file: PNG, JPEG, WebP, BMP, GIF)",
+                 *       "n": 1000,
+                 *       "n0": 100,
+                 *       "sigma": 0.25
+                 *     }
+                 */
+                "multipart/form-data": components["schemas"]["JobForm"];
             };
         };
         responses: {
-            /** @description Successful Response */
+            /** @description Accepted: the job runs in the background */
             202: {
                 headers: {
+                    /**
+                     * @description the job's URL, `/v1/jobs/{id}`
+                     * @example /v1/jobs/3f0c1a8e9b7d4c2a8e5f60718293a4b5
+                     */
+                    Location?: string;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["JobView"];
                 };
             };
-            /** @description Malformed request body */
+            /** @description Malformed request body. Problem types: [`malformed-json`](/problems/malformed-json) */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The request body is not a JSON object (or not UTF-8).",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 400,
+                     *       "title": "Malformed JSON",
+                     *       "type": "/problems/malformed-json"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing or wrong API key */
+            /** @description Missing or wrong API key. Problem types: [`unauthorised`](/problems/unauthorised) */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The request carried no API key, or one this server does not know.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 401,
+                     *       "title": "Missing or wrong API key",
+                     *       "type": "/problems/unauthorised"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such resource (a job of another key does not exist for you) */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Upload or image too large */
+            /** @description Upload or image too large. Problem types: [`upload-too-large`](/problems/upload-too-large), [`image-too-large`](/problems/image-too-large), [`image-too-large-for-models`](/problems/image-too-large-for-models) */
             413: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The image (or the whole body) is over the server's upload limit.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 413,
+                     *       "title": "Upload too large",
+                     *       "type": "/problems/upload-too-large"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not an accepted image format */
+            /** @description Not an accepted content type or image format. Problem types: [`unsupported-content-type`](/problems/unsupported-content-type), [`image-unsupported`](/problems/image-unsupported) */
             415: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The body is neither application/json nor multipart/form-data.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 415,
+                     *       "title": "Unsupported content type",
+                     *       "type": "/problems/unsupported-content-type"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Invalid parameters or undecodable image */
+            /** @description Invalid parameters, unknown model or undecodable image. Problem types: [`invalid-parameters`](/problems/invalid-parameters), [`image-empty`](/problems/image-empty), [`image-corrupt`](/problems/image-corrupt), [`unknown-classifier`](/problems/unknown-classifier), [`unknown-denoiser`](/problems/unknown-denoiser), [`no-denoiser-for-sigma`](/problems/no-denoiser-for-sigma), [`classifier-not-configured`](/problems/classifier-not-configured), [`work-too-large`](/problems/work-too-large) */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "A parameter is missing, of the wrong type or out of range; `errors` names each.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 422,
+                     *       "title": "Invalid parameters",
+                     *       "type": "/problems/invalid-parameters"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Budget or rate limit exhausted */
+            /** @description Rate limit, budget or concurrency limit reached. Problem types: [`rate-limited`](/problems/rate-limited), [`daily-budget-exhausted`](/problems/daily-budget-exhausted), [`too-many-concurrent-requests`](/problems/too-many-concurrent-requests), [`too-many-jobs`](/problems/too-many-jobs) */
             429: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The key sent more requests per minute than it may.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 429,
+                     *       "title": "Too many requests",
+                     *       "type": "/problems/rate-limited"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A vendor refused the configured credentials, or a chunk failed on every worker */
-            502: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Vote store, workers or vendor unavailable, or the vendor's model changed */
+            /** @description Vote store, workers or vendor unavailable, the server busy, or the vendor's model changed. Problem types: [`backend-unavailable`](/problems/backend-unavailable), [`server-busy`](/problems/server-busy), [`vendor-unavailable`](/problems/vendor-unavailable) */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The vote store (Redis) or the stream workers failed.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 503,
+                     *       "title": "Backend unavailable",
+                     *       "type": "/problems/backend-unavailable"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -1641,84 +2075,79 @@ export interface operations {
                     "application/json": components["schemas"]["JobView"];
                 };
             };
-            /** @description Malformed request body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or wrong API key */
+            /** @description Missing or wrong API key. Problem types: [`unauthorised`](/problems/unauthorised) */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The request carried no API key, or one this server does not know.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 401,
+                     *       "title": "Missing or wrong API key",
+                     *       "type": "/problems/unauthorised"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such resource (a job of another key does not exist for you) */
+            /** @description No such job (a job of another key does not exist for you). Problem types: [`job-not-found`](/problems/job-not-found) */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "No job has this id for your key: it never existed, belongs to another key, or expired (jobs are kept for job_ttl_seconds after they finish).",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 404,
+                     *       "title": "Job not found",
+                     *       "type": "/problems/job-not-found"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Upload or image too large */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not an accepted image format */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Invalid parameters or undecodable image */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Budget or rate limit exhausted */
+            /** @description Rate limit, budget or concurrency limit reached. Problem types: [`rate-limited`](/problems/rate-limited) */
             429: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The key sent more requests per minute than it may.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 429,
+                     *       "title": "Too many requests",
+                     *       "type": "/problems/rate-limited"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A vendor refused the configured credentials, or a chunk failed on every worker */
-            502: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Vote store, workers or vendor unavailable, or the vendor's model changed */
+            /** @description Vote store, workers or vendor unavailable, the server busy, or the vendor's model changed. Problem types: [`backend-unavailable`](/problems/backend-unavailable) */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The vote store (Redis) or the stream workers failed.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 503,
+                     *       "title": "Backend unavailable",
+                     *       "type": "/problems/backend-unavailable"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -1744,84 +2173,79 @@ export interface operations {
                     "application/json": components["schemas"]["JobView"];
                 };
             };
-            /** @description Malformed request body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or wrong API key */
+            /** @description Missing or wrong API key. Problem types: [`unauthorised`](/problems/unauthorised) */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The request carried no API key, or one this server does not know.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 401,
+                     *       "title": "Missing or wrong API key",
+                     *       "type": "/problems/unauthorised"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such resource (a job of another key does not exist for you) */
+            /** @description No such job (a job of another key does not exist for you). Problem types: [`job-not-found`](/problems/job-not-found) */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "No job has this id for your key: it never existed, belongs to another key, or expired (jobs are kept for job_ttl_seconds after they finish).",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 404,
+                     *       "title": "Job not found",
+                     *       "type": "/problems/job-not-found"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Upload or image too large */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not an accepted image format */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Invalid parameters or undecodable image */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Budget or rate limit exhausted */
+            /** @description Rate limit, budget or concurrency limit reached. Problem types: [`rate-limited`](/problems/rate-limited) */
             429: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The key sent more requests per minute than it may.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 429,
+                     *       "title": "Too many requests",
+                     *       "type": "/problems/rate-limited"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A vendor refused the configured credentials, or a chunk failed on every worker */
-            502: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Vote store, workers or vendor unavailable, or the vendor's model changed */
+            /** @description Vote store, workers or vendor unavailable, the server busy, or the vendor's model changed. Problem types: [`backend-unavailable`](/problems/backend-unavailable) */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The vote store (Redis) or the stream workers failed.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 503,
+                     *       "title": "Backend unavailable",
+                     *       "type": "/problems/backend-unavailable"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -1844,6 +2268,12 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "data": "{\"id\":\"3f0c1a8e9b7d4c2a8e5f60718293a4b5\",\"operation\":\"certify\",\"state\":\"running\",\"progress\":{\"done\":500,\"planned\":1100},\"created_at\":\"2026-01-01T12:00:00Z\"}",
+                     *       "event": "progress"
+                     *     }
+                     */
                     "text/event-stream": {
                         data: string;
                         /** @enum {string} */
@@ -1851,84 +2281,79 @@ export interface operations {
                     };
                 };
             };
-            /** @description Malformed request body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Missing or wrong API key */
+            /** @description Missing or wrong API key. Problem types: [`unauthorised`](/problems/unauthorised) */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The request carried no API key, or one this server does not know.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 401,
+                     *       "title": "Missing or wrong API key",
+                     *       "type": "/problems/unauthorised"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such resource (a job of another key does not exist for you) */
+            /** @description No such job (a job of another key does not exist for you). Problem types: [`job-not-found`](/problems/job-not-found) */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "No job has this id for your key: it never existed, belongs to another key, or expired (jobs are kept for job_ttl_seconds after they finish).",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 404,
+                     *       "title": "Job not found",
+                     *       "type": "/problems/job-not-found"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Upload or image too large */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not an accepted image format */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Invalid parameters or undecodable image */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Budget or rate limit exhausted */
+            /** @description Rate limit, budget or concurrency limit reached. Problem types: [`rate-limited`](/problems/rate-limited) */
             429: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The key sent more requests per minute than it may.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 429,
+                     *       "title": "Too many requests",
+                     *       "type": "/problems/rate-limited"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A vendor refused the configured credentials, or a chunk failed on every worker */
-            502: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Vote store, workers or vendor unavailable, or the vendor's model changed */
+            /** @description Vote store, workers or vendor unavailable, the server busy, or the vendor's model changed. Problem types: [`backend-unavailable`](/problems/backend-unavailable) */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The vote store (Redis) or the stream workers failed.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 503,
+                     *       "title": "Backend unavailable",
+                     *       "type": "/problems/backend-unavailable"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -1951,6 +2376,14 @@ export interface operations {
                  *     }
                  */
                 "application/json": components["schemas"]["PredictRequest"];
+                /**
+                 * @example {
+                 *       "image": "(the image file: PNG, JPEG, WebP, BMP, GIF)",
+                 *       "n": 1000,
+                 *       "sigma": 0.25
+                 *     }
+                 */
+                "multipart/form-data": components["schemas"]["PredictForm"];
             };
         };
         responses: {
@@ -1963,84 +2396,155 @@ export interface operations {
                     "application/json": components["schemas"]["Prediction"];
                 };
             };
-            /** @description Malformed request body */
+            /** @description Malformed request body. Problem types: [`malformed-json`](/problems/malformed-json) */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The request body is not a JSON object (or not UTF-8).",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 400,
+                     *       "title": "Malformed JSON",
+                     *       "type": "/problems/malformed-json"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing or wrong API key */
+            /** @description Missing or wrong API key. Problem types: [`unauthorised`](/problems/unauthorised) */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The request carried no API key, or one this server does not know.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 401,
+                     *       "title": "Missing or wrong API key",
+                     *       "type": "/problems/unauthorised"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such resource (a job of another key does not exist for you) */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Upload or image too large */
+            /** @description Upload or image too large. Problem types: [`upload-too-large`](/problems/upload-too-large), [`image-too-large`](/problems/image-too-large), [`image-too-large-for-models`](/problems/image-too-large-for-models) */
             413: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The image (or the whole body) is over the server's upload limit.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 413,
+                     *       "title": "Upload too large",
+                     *       "type": "/problems/upload-too-large"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not an accepted image format */
+            /** @description Not an accepted content type or image format. Problem types: [`unsupported-content-type`](/problems/unsupported-content-type), [`image-unsupported`](/problems/image-unsupported) */
             415: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The body is neither application/json nor multipart/form-data.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 415,
+                     *       "title": "Unsupported content type",
+                     *       "type": "/problems/unsupported-content-type"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Invalid parameters or undecodable image */
+            /** @description Invalid parameters, unknown model or undecodable image. Problem types: [`invalid-parameters`](/problems/invalid-parameters), [`image-empty`](/problems/image-empty), [`image-corrupt`](/problems/image-corrupt), [`unknown-classifier`](/problems/unknown-classifier), [`unknown-denoiser`](/problems/unknown-denoiser), [`no-denoiser-for-sigma`](/problems/no-denoiser-for-sigma), [`classifier-not-configured`](/problems/classifier-not-configured), [`work-too-large`](/problems/work-too-large) */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "A parameter is missing, of the wrong type or out of range; `errors` names each.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 422,
+                     *       "title": "Invalid parameters",
+                     *       "type": "/problems/invalid-parameters"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Budget or rate limit exhausted */
+            /** @description Rate limit, budget or concurrency limit reached. Problem types: [`rate-limited`](/problems/rate-limited), [`daily-budget-exhausted`](/problems/daily-budget-exhausted), [`too-many-concurrent-requests`](/problems/too-many-concurrent-requests) */
             429: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The key sent more requests per minute than it may.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 429,
+                     *       "title": "Too many requests",
+                     *       "type": "/problems/rate-limited"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A vendor refused the configured credentials, or a chunk failed on every worker */
+            /** @description A vendor refused the configured credentials, or a chunk failed on every worker. Problem types: [`vendor-credentials-refused`](/problems/vendor-credentials-refused), [`chunk-dead-lettered`](/problems/chunk-dead-lettered) */
             502: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The classifier's vendor refused the credentials this server is configured with; nothing was certified or charged.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 502,
+                     *       "title": "Vendor refused the credentials",
+                     *       "type": "/problems/vendor-credentials-refused"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Vote store, workers or vendor unavailable, or the vendor's model changed */
+            /** @description Vote store, workers or vendor unavailable, the server busy, or the vendor's model changed. Problem types: [`backend-unavailable`](/problems/backend-unavailable), [`server-busy`](/problems/server-busy), [`vendor-unavailable`](/problems/vendor-unavailable), [`no-workers`](/problems/no-workers), [`vendor-model-changed`](/problems/vendor-model-changed) */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The vote store (Redis) or the stream workers failed.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 503,
+                     *       "title": "Backend unavailable",
+                     *       "type": "/problems/backend-unavailable"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -2063,6 +2567,14 @@ export interface operations {
                  *     }
                  */
                 "application/json": components["schemas"]["PreviewRequest"];
+                /**
+                 * @example {
+                 *       "image": "(the image file: PNG, JPEG, WebP, BMP, GIF)",
+                 *       "n": 1000,
+                 *       "sigma": 0.25
+                 *     }
+                 */
+                "multipart/form-data": components["schemas"]["PreviewForm"];
             };
         };
         responses: {
@@ -2075,84 +2587,136 @@ export interface operations {
                     "application/json": components["schemas"]["Preview"];
                 };
             };
-            /** @description Malformed request body */
+            /** @description Malformed request body. Problem types: [`malformed-json`](/problems/malformed-json) */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The request body is not a JSON object (or not UTF-8).",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 400,
+                     *       "title": "Malformed JSON",
+                     *       "type": "/problems/malformed-json"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing or wrong API key */
+            /** @description Missing or wrong API key. Problem types: [`unauthorised`](/problems/unauthorised) */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The request carried no API key, or one this server does not know.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 401,
+                     *       "title": "Missing or wrong API key",
+                     *       "type": "/problems/unauthorised"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such resource (a job of another key does not exist for you) */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Upload or image too large */
+            /** @description Upload or image too large. Problem types: [`upload-too-large`](/problems/upload-too-large), [`image-too-large`](/problems/image-too-large) */
             413: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The image (or the whole body) is over the server's upload limit.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 413,
+                     *       "title": "Upload too large",
+                     *       "type": "/problems/upload-too-large"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not an accepted image format */
+            /** @description Not an accepted content type or image format. Problem types: [`unsupported-content-type`](/problems/unsupported-content-type), [`image-unsupported`](/problems/image-unsupported) */
             415: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The body is neither application/json nor multipart/form-data.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 415,
+                     *       "title": "Unsupported content type",
+                     *       "type": "/problems/unsupported-content-type"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Invalid parameters or undecodable image */
+            /** @description Invalid parameters, unknown model or undecodable image. Problem types: [`invalid-parameters`](/problems/invalid-parameters), [`image-empty`](/problems/image-empty), [`image-corrupt`](/problems/image-corrupt), [`unknown-denoiser`](/problems/unknown-denoiser), [`no-denoiser-for-sigma`](/problems/no-denoiser-for-sigma) */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "A parameter is missing, of the wrong type or out of range; `errors` names each.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 422,
+                     *       "title": "Invalid parameters",
+                     *       "type": "/problems/invalid-parameters"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Budget or rate limit exhausted */
+            /** @description Rate limit, budget or concurrency limit reached. Problem types: [`rate-limited`](/problems/rate-limited), [`daily-budget-exhausted`](/problems/daily-budget-exhausted), [`too-many-concurrent-requests`](/problems/too-many-concurrent-requests) */
             429: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The key sent more requests per minute than it may.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 429,
+                     *       "title": "Too many requests",
+                     *       "type": "/problems/rate-limited"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A vendor refused the configured credentials, or a chunk failed on every worker */
-            502: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Vote store, workers or vendor unavailable, or the vendor's model changed */
+            /** @description Vote store, workers or vendor unavailable, the server busy, or the vendor's model changed. Problem types: [`backend-unavailable`](/problems/backend-unavailable), [`server-busy`](/problems/server-busy) */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "detail": "The vote store (Redis) or the stream workers failed.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 503,
+                     *       "title": "Backend unavailable",
+                     *       "type": "/problems/backend-unavailable"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
@@ -2173,6 +2737,20 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "keys": [
+                     *         {
+                     *           "alg": "EdDSA",
+                     *           "crv": "Ed25519",
+                     *           "kid": "yh_RHMdDr4d1mmlyelAW7vJUvpcX7UN71udyqkcWfZQ",
+                     *           "kty": "OKP",
+                     *           "use": "sig",
+                     *           "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": {
                         [key: string]: {
                             [key: string]: unknown;

@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from service.api.catalog import ClassifierInfo, DenoiserInfo
-from service.api.problems import PROBLEM_RESPONSES
+from service.api.problems import problem_responses
 from service.api.routes.deps import CallerDep, ServicesDep
+from service.api.routes.openapi_bodies import CATALOG_PROBLEMS
 
-router = APIRouter(prefix="/v1", tags=["catalog"], responses=PROBLEM_RESPONSES)
+router = APIRouter(prefix="/v1", tags=["catalog"], responses=problem_responses(*CATALOG_PROBLEMS))
 
 
 @router.get("/classifiers")

@@ -6,13 +6,15 @@ from fastapi import APIRouter, Request
 
 from service.api.disconnect import unless_disconnected
 from service.api.inputs import read_image_request
-from service.api.problems import PROBLEM_RESPONSES
+from service.api.problems import problem_responses
 from service.api.routes.deps import CallerDep, ServicesDep
-from service.api.routes.openapi_bodies import image_body
+from service.api.routes.openapi_bodies import SAMPLING_PROBLEMS, image_body
 from service.api.schemas import CertifyOptions, CertifyRequest, PredictOptions, PredictRequest
 from service.core.results import Certificate, Prediction
 
-router = APIRouter(prefix="/v1", tags=["certification"], responses=PROBLEM_RESPONSES)
+router = APIRouter(
+    prefix="/v1", tags=["certification"], responses=problem_responses(*SAMPLING_PROBLEMS)
+)
 
 
 @router.post("/certify", openapi_extra=image_body(CertifyRequest))

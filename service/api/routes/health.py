@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from service.api.routes.deps import ServicesDep
 
@@ -13,6 +13,12 @@ router = APIRouter(tags=["operations"])
 
 
 class Health(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"status": "ready", "checks": {"models": True, "vote_store": True}}]
+        }
+    )
+
     status: str
     checks: dict[str, bool] = {}
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from service.api.inputs import read_image_request
-from service.api.problems import PROBLEM_RESPONSES
+from service.api.problems import problem_responses
 from service.api.routes.deps import CallerDep, ServicesDep
-from service.api.routes.openapi_bodies import image_body
+from service.api.routes.openapi_bodies import PREVIEW_PROBLEMS, image_body
 from service.api.schemas import Preview, PreviewOptions, PreviewRequest
 
-router = APIRouter(prefix="/v1", tags=["certification"], responses=PROBLEM_RESPONSES)
+router = APIRouter(
+    prefix="/v1", tags=["certification"], responses=problem_responses(*PREVIEW_PROBLEMS)
+)
 
 
 @router.post("/preview", openapi_extra=image_body(PreviewRequest))

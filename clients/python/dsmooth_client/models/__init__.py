@@ -5,6 +5,9 @@ from .bound_kind import BoundKind
 from .certificate import Certificate
 from .certificate_candidate_source import CertificateCandidateSource
 from .certificate_mode import CertificateMode
+from .certify_form import CertifyForm
+from .certify_form_candidate_type_0 import CertifyFormCandidateType0
+from .certify_form_mode import CertifyFormMode
 from .certify_request import CertifyRequest
 from .certify_request_candidate_type_0 import CertifyRequestCandidateType0
 from .certify_request_label_map_type_0 import CertifyRequestLabelMapType0
@@ -14,6 +17,10 @@ from .denoiser_info import DenoiserInfo
 from .field_error import FieldError
 from .health import Health
 from .health_checks import HealthChecks
+from .job_form import JobForm
+from .job_form_candidate_type_0 import JobFormCandidateType0
+from .job_form_mode import JobFormMode
+from .job_form_operation import JobFormOperation
 from .job_progress import JobProgress
 from .job_request import JobRequest
 from .job_request_candidate_type_0 import JobRequestCandidateType0
@@ -25,10 +32,12 @@ from .job_view import JobView
 from .label_count import LabelCount
 from .ledger_position import LedgerPosition
 from .model_ref import ModelRef
+from .predict_form import PredictForm
 from .predict_request import PredictRequest
 from .predict_request_label_map_type_0 import PredictRequestLabelMapType0
 from .prediction import Prediction
 from .preview import Preview
+from .preview_form import PreviewForm
 from .preview_request import PreviewRequest
 from .problem import Problem
 from .queries import Queries
@@ -48,6 +57,9 @@ __all__ = (
     "Certificate",
     "CertificateCandidateSource",
     "CertificateMode",
+    "CertifyForm",
+    "CertifyFormCandidateType0",
+    "CertifyFormMode",
     "CertifyRequest",
     "CertifyRequestCandidateType0",
     "CertifyRequestLabelMapType0",
@@ -57,6 +69,10 @@ __all__ = (
     "FieldError",
     "Health",
     "HealthChecks",
+    "JobForm",
+    "JobFormCandidateType0",
+    "JobFormMode",
+    "JobFormOperation",
     "JobProgress",
     "JobRequest",
     "JobRequestCandidateType0",
@@ -68,10 +84,12 @@ __all__ = (
     "LabelCount",
     "LedgerPosition",
     "ModelRef",
+    "PredictForm",
     "Prediction",
     "PredictRequest",
     "PredictRequestLabelMapType0",
     "Preview",
+    "PreviewForm",
     "PreviewRequest",
     "Problem",
     "Queries",

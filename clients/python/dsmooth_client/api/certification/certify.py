@@ -6,14 +6,15 @@ import httpx
 from ... import errors
 from ...client import AuthenticatedClient, Client
 from ...models.certificate import Certificate
+from ...models.certify_form import CertifyForm
 from ...models.certify_request import CertifyRequest
 from ...models.problem import Problem
-from ...types import Response
+from ...types import UNSET, Response, Unset
 
 
 def _get_kwargs(
     *,
-    body: CertifyRequest,
+    body: CertifyRequest | CertifyForm | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
 
@@ -22,9 +23,14 @@ def _get_kwargs(
         "url": "/v1/certify",
     }
 
-    _kwargs["json"] = body.to_dict()
+    if isinstance(body, CertifyRequest):
+        _kwargs["json"] = body.to_dict()
 
-    headers["Content-Type"] = "application/json"
+        headers["Content-Type"] = "application/json"
+    if isinstance(body, CertifyForm):
+        _kwargs["files"] = body.to_multipart()
+
+        headers["Content-Type"] = "multipart/form-data; boundary=+++"
 
     _kwargs["headers"] = headers
     return _kwargs
@@ -45,11 +51,6 @@ def _parse_response(*, client: AuthenticatedClient | Client, response: httpx.Res
         response_401 = Problem.from_dict(response.json())
 
         return response_401
-
-    if response.status_code == 404:
-        response_404 = Problem.from_dict(response.json())
-
-        return response_404
 
     if response.status_code == 413:
         response_413 = Problem.from_dict(response.json())
@@ -101,7 +102,7 @@ def _build_response(
 def sync_detailed(
     *,
     client: AuthenticatedClient,
-    body: CertifyRequest,
+    body: CertifyRequest | CertifyForm | Unset = UNSET,
 ) -> Response[Certificate | Problem]:
     """Certify
 
@@ -113,6 +114,7 @@ def sync_detailed(
 
     Args:
         body (CertifyRequest):
+        body (CertifyForm):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -136,7 +138,7 @@ def sync_detailed(
 def sync(
     *,
     client: AuthenticatedClient,
-    body: CertifyRequest,
+    body: CertifyRequest | CertifyForm | Unset = UNSET,
 ) -> Certificate | Problem | None:
     """Certify
 
@@ -148,6 +150,7 @@ def sync(
 
     Args:
         body (CertifyRequest):
+        body (CertifyForm):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -166,7 +169,7 @@ def sync(
 async def asyncio_detailed(
     *,
     client: AuthenticatedClient,
-    body: CertifyRequest,
+    body: CertifyRequest | CertifyForm | Unset = UNSET,
 ) -> Response[Certificate | Problem]:
     """Certify
 
@@ -178,6 +181,7 @@ async def asyncio_detailed(
 
     Args:
         body (CertifyRequest):
+        body (CertifyForm):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -199,7 +203,7 @@ async def asyncio_detailed(
 async def asyncio(
     *,
     client: AuthenticatedClient,
-    body: CertifyRequest,
+    body: CertifyRequest | CertifyForm | Unset = UNSET,
 ) -> Certificate | Problem | None:
     """Certify
 
@@ -211,6 +215,7 @@ async def asyncio(
 
     Args:
         body (CertifyRequest):
+        body (CertifyForm):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.

@@ -5,15 +5,16 @@ import httpx
 
 from ... import errors
 from ...client import AuthenticatedClient, Client
+from ...models.predict_form import PredictForm
 from ...models.predict_request import PredictRequest
 from ...models.prediction import Prediction
 from ...models.problem import Problem
-from ...types import Response
+from ...types import UNSET, Response, Unset
 
 
 def _get_kwargs(
     *,
-    body: PredictRequest,
+    body: PredictRequest | PredictForm | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
 
@@ -22,9 +23,14 @@ def _get_kwargs(
         "url": "/v1/predict",
     }
 
-    _kwargs["json"] = body.to_dict()
+    if isinstance(body, PredictRequest):
+        _kwargs["json"] = body.to_dict()
 
-    headers["Content-Type"] = "application/json"
+        headers["Content-Type"] = "application/json"
+    if isinstance(body, PredictForm):
+        _kwargs["files"] = body.to_multipart()
+
+        headers["Content-Type"] = "multipart/form-data; boundary=+++"
 
     _kwargs["headers"] = headers
     return _kwargs
@@ -45,11 +51,6 @@ def _parse_response(*, client: AuthenticatedClient | Client, response: httpx.Res
         response_401 = Problem.from_dict(response.json())
 
         return response_401
-
-    if response.status_code == 404:
-        response_404 = Problem.from_dict(response.json())
-
-        return response_404
 
     if response.status_code == 413:
         response_413 = Problem.from_dict(response.json())
@@ -101,7 +102,7 @@ def _build_response(
 def sync_detailed(
     *,
     client: AuthenticatedClient,
-    body: PredictRequest,
+    body: PredictRequest | PredictForm | Unset = UNSET,
 ) -> Response[Prediction | Problem]:
     """Predict
 
@@ -110,6 +111,7 @@ def sync_detailed(
 
     Args:
         body (PredictRequest):
+        body (PredictForm):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -133,7 +135,7 @@ def sync_detailed(
 def sync(
     *,
     client: AuthenticatedClient,
-    body: PredictRequest,
+    body: PredictRequest | PredictForm | Unset = UNSET,
 ) -> Prediction | Problem | None:
     """Predict
 
@@ -142,6 +144,7 @@ def sync(
 
     Args:
         body (PredictRequest):
+        body (PredictForm):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -160,7 +163,7 @@ def sync(
 async def asyncio_detailed(
     *,
     client: AuthenticatedClient,
-    body: PredictRequest,
+    body: PredictRequest | PredictForm | Unset = UNSET,
 ) -> Response[Prediction | Problem]:
     """Predict
 
@@ -169,6 +172,7 @@ async def asyncio_detailed(
 
     Args:
         body (PredictRequest):
+        body (PredictForm):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -190,7 +194,7 @@ async def asyncio_detailed(
 async def asyncio(
     *,
     client: AuthenticatedClient,
-    body: PredictRequest,
+    body: PredictRequest | PredictForm | Unset = UNSET,
 ) -> Prediction | Problem | None:
     """Predict
 
@@ -199,6 +203,7 @@ async def asyncio(
 
     Args:
         body (PredictRequest):
+        body (PredictForm):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.

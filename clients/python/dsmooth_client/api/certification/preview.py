@@ -6,14 +6,15 @@ import httpx
 from ... import errors
 from ...client import AuthenticatedClient, Client
 from ...models.preview import Preview
+from ...models.preview_form import PreviewForm
 from ...models.preview_request import PreviewRequest
 from ...models.problem import Problem
-from ...types import Response
+from ...types import UNSET, Response, Unset
 
 
 def _get_kwargs(
     *,
-    body: PreviewRequest,
+    body: PreviewRequest | PreviewForm | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
 
@@ -22,9 +23,14 @@ def _get_kwargs(
         "url": "/v1/preview",
     }
 
-    _kwargs["json"] = body.to_dict()
+    if isinstance(body, PreviewRequest):
+        _kwargs["json"] = body.to_dict()
 
-    headers["Content-Type"] = "application/json"
+        headers["Content-Type"] = "application/json"
+    if isinstance(body, PreviewForm):
+        _kwargs["files"] = body.to_multipart()
+
+        headers["Content-Type"] = "multipart/form-data; boundary=+++"
 
     _kwargs["headers"] = headers
     return _kwargs
@@ -46,11 +52,6 @@ def _parse_response(*, client: AuthenticatedClient | Client, response: httpx.Res
 
         return response_401
 
-    if response.status_code == 404:
-        response_404 = Problem.from_dict(response.json())
-
-        return response_404
-
     if response.status_code == 413:
         response_413 = Problem.from_dict(response.json())
 
@@ -70,11 +71,6 @@ def _parse_response(*, client: AuthenticatedClient | Client, response: httpx.Res
         response_429 = Problem.from_dict(response.json())
 
         return response_429
-
-    if response.status_code == 502:
-        response_502 = Problem.from_dict(response.json())
-
-        return response_502
 
     if response.status_code == 503:
         response_503 = Problem.from_dict(response.json())
@@ -99,7 +95,7 @@ def _build_response(*, client: AuthenticatedClient | Client, response: httpx.Res
 def sync_detailed(
     *,
     client: AuthenticatedClient,
-    body: PreviewRequest,
+    body: PreviewRequest | PreviewForm | Unset = UNSET,
 ) -> Response[Preview | Problem]:
     """Preview
 
@@ -109,6 +105,7 @@ def sync_detailed(
 
     Args:
         body (PreviewRequest):
+        body (PreviewForm):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -132,7 +129,7 @@ def sync_detailed(
 def sync(
     *,
     client: AuthenticatedClient,
-    body: PreviewRequest,
+    body: PreviewRequest | PreviewForm | Unset = UNSET,
 ) -> Preview | Problem | None:
     """Preview
 
@@ -142,6 +139,7 @@ def sync(
 
     Args:
         body (PreviewRequest):
+        body (PreviewForm):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -160,7 +158,7 @@ def sync(
 async def asyncio_detailed(
     *,
     client: AuthenticatedClient,
-    body: PreviewRequest,
+    body: PreviewRequest | PreviewForm | Unset = UNSET,
 ) -> Response[Preview | Problem]:
     """Preview
 
@@ -170,6 +168,7 @@ async def asyncio_detailed(
 
     Args:
         body (PreviewRequest):
+        body (PreviewForm):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -191,7 +190,7 @@ async def asyncio_detailed(
 async def asyncio(
     *,
     client: AuthenticatedClient,
-    body: PreviewRequest,
+    body: PreviewRequest | PreviewForm | Unset = UNSET,
 ) -> Preview | Problem | None:
     """Preview
 
@@ -201,6 +200,7 @@ async def asyncio(
 
     Args:
         body (PreviewRequest):
+        body (PreviewForm):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.

@@ -1,0 +1,345 @@
+from __future__ import annotations
+
+from collections.abc import Mapping
+from io import BytesIO
+from typing import Any, TypeVar, cast
+
+from attrs import define as _attrs_define
+
+from .. import types
+from ..models.certify_form_candidate_type_0 import CertifyFormCandidateType0
+from ..models.certify_form_mode import CertifyFormMode
+from ..types import UNSET, File, Unset
+
+T = TypeVar("T", bound="CertifyForm")
+
+
+@_attrs_define
+class CertifyForm:
+    """
+    Attributes:
+        image (File): the image file (PNG, JPEG, WebP, BMP, GIF)
+        alpha (float | Unset): failure probability Default: 0.001.
+        budget (int | None | Unset): most classifier queries this request may spend
+        candidate (CertifyFormCandidateType0 | None | Unset): 'noisy': top class of n0 noisy samples; 'clean': the
+            classifier's label on the clean image (one query). Default: clean for paid classifiers, noisy otherwise
+        classifier (None | str | Unset): catalog name (GET /v1/classifiers)
+        denoiser (None | str | Unset): catalog name (GET /v1/denoisers); default: the default denoiser, or its sibling
+            trained for the requested sigma where one is served
+        first_look (int | Unset): sequential: samples at look 1 Default: 32.
+        label_map (None | str | Unset): vendor label key -> class key, as a JSON object
+        max_cost (float | None | Unset): most USD this request may spend on classifier queries
+        mode (CertifyFormMode | Unset): 'fixed': n samples, one bound; 'sequential': sample in rounds (up to n) with
+            anytime-valid bounds and stop as soon as the answer is known — with a target_radius a betting confidence
+            sequence checked after every round, without one Clopper-Pearson with alpha spread over looks at 2^k x first_look
+            samples Default: CertifyFormMode.FIXED.
+        n (int | Unset): number of noisy samples Default: 10000.
+        n0 (int | Unset): selection samples (0 with 'clean') Default: 100.
+        sigma (float | Unset): noise level in (0, 1] pixel units, on a grid of 1e-4 (0.2500001 is 0.25: sigma in the 7th
+            decimal is no fresh chance at a certificate) Default: 0.25.
+        target_radius (float | None | Unset): sequential: stop once this radius is certified or unreachable
+        tolerance (float | Unset): sequential without a target: stop when more samples could raise the radius by less
+            than this Default: 0.02.
+    """
+
+    image: File
+    alpha: float | Unset = 0.001
+    budget: int | None | Unset = UNSET
+    candidate: CertifyFormCandidateType0 | None | Unset = UNSET
+    classifier: None | str | Unset = UNSET
+    denoiser: None | str | Unset = UNSET
+    first_look: int | Unset = 32
+    label_map: None | str | Unset = UNSET
+    max_cost: float | None | Unset = UNSET
+    mode: CertifyFormMode | Unset = CertifyFormMode.FIXED
+    n: int | Unset = 10000
+    n0: int | Unset = 100
+    sigma: float | Unset = 0.25
+    target_radius: float | None | Unset = UNSET
+    tolerance: float | Unset = 0.02
+
+    def to_dict(self) -> dict[str, Any]:
+        image = self.image.to_tuple()
+
+        alpha = self.alpha
+
+        budget: int | None | Unset
+        if isinstance(self.budget, Unset):
+            budget = UNSET
+        else:
+            budget = self.budget
+
+        candidate: None | str | Unset
+        if isinstance(self.candidate, Unset):
+            candidate = UNSET
+        elif isinstance(self.candidate, CertifyFormCandidateType0):
+            candidate = self.candidate.value
+        else:
+            candidate = self.candidate
+
+        classifier: None | str | Unset
+        if isinstance(self.classifier, Unset):
+            classifier = UNSET
+        else:
+            classifier = self.classifier
+
+        denoiser: None | str | Unset
+        if isinstance(self.denoiser, Unset):
+            denoiser = UNSET
+        else:
+            denoiser = self.denoiser
+
+        first_look = self.first_look
+
+        label_map: None | str | Unset
+        if isinstance(self.label_map, Unset):
+            label_map = UNSET
+        else:
+            label_map = self.label_map
+
+        max_cost: float | None | Unset
+        if isinstance(self.max_cost, Unset):
+            max_cost = UNSET
+        else:
+            max_cost = self.max_cost
+
+        mode: str | Unset = UNSET
+        if not isinstance(self.mode, Unset):
+            mode = self.mode.value
+
+        n = self.n
+
+        n0 = self.n0
+
+        sigma = self.sigma
+
+        target_radius: float | None | Unset
+        if isinstance(self.target_radius, Unset):
+            target_radius = UNSET
+        else:
+            target_radius = self.target_radius
+
+        tolerance = self.tolerance
+
+        field_dict: dict[str, Any] = {}
+
+        field_dict.update(
+            {
+                "image": image,
+            }
+        )
+        if alpha is not UNSET:
+            field_dict["alpha"] = alpha
+        if budget is not UNSET:
+            field_dict["budget"] = budget
+        if candidate is not UNSET:
+            field_dict["candidate"] = candidate
+        if classifier is not UNSET:
+            field_dict["classifier"] = classifier
+        if denoiser is not UNSET:
+            field_dict["denoiser"] = denoiser
+        if first_look is not UNSET:
+            field_dict["first_look"] = first_look
+        if label_map is not UNSET:
+            field_dict["label_map"] = label_map
+        if max_cost is not UNSET:
+            field_dict["max_cost"] = max_cost
+        if mode is not UNSET:
+            field_dict["mode"] = mode
+        if n is not UNSET:
+            field_dict["n"] = n
+        if n0 is not UNSET:
+            field_dict["n0"] = n0
+        if sigma is not UNSET:
+            field_dict["sigma"] = sigma
+        if target_radius is not UNSET:
+            field_dict["target_radius"] = target_radius
+        if tolerance is not UNSET:
+            field_dict["tolerance"] = tolerance
+
+        return field_dict
+
+    def to_multipart(self) -> types.RequestFiles:
+        files: types.RequestFiles = []
+
+        files.append(("image", self.image.to_tuple()))
+
+        if not isinstance(self.alpha, Unset):
+            files.append(("alpha", (None, str(self.alpha).encode(), "text/plain")))
+
+        if not isinstance(self.budget, Unset):
+            if isinstance(self.budget, int):
+                files.append(("budget", (None, str(self.budget).encode(), "text/plain")))
+            else:
+                files.append(("budget", (None, str(self.budget).encode(), "text/plain")))
+
+        if not isinstance(self.candidate, Unset):
+            if isinstance(self.candidate, CertifyFormCandidateType0):
+                files.append(("candidate", (None, str(self.candidate.value).encode(), "text/plain")))
+            else:
+                files.append(("candidate", (None, str(self.candidate).encode(), "text/plain")))
+
+        if not isinstance(self.classifier, Unset):
+            if isinstance(self.classifier, str):
+                files.append(("classifier", (None, str(self.classifier).encode(), "text/plain")))
+            else:
+                files.append(("classifier", (None, str(self.classifier).encode(), "text/plain")))
+
+        if not isinstance(self.denoiser, Unset):
+            if isinstance(self.denoiser, str):
+                files.append(("denoiser", (None, str(self.denoiser).encode(), "text/plain")))
+            else:
+                files.append(("denoiser", (None, str(self.denoiser).encode(), "text/plain")))
+
+        if not isinstance(self.first_look, Unset):
+            files.append(("first_look", (None, str(self.first_look).encode(), "text/plain")))
+
+        if not isinstance(self.label_map, Unset):
+            if isinstance(self.label_map, str):
+                files.append(("label_map", (None, str(self.label_map).encode(), "text/plain")))
+            else:
+                files.append(("label_map", (None, str(self.label_map).encode(), "text/plain")))
+
+        if not isinstance(self.max_cost, Unset):
+            if isinstance(self.max_cost, float):
+                files.append(("max_cost", (None, str(self.max_cost).encode(), "text/plain")))
+            else:
+                files.append(("max_cost", (None, str(self.max_cost).encode(), "text/plain")))
+
+        if not isinstance(self.mode, Unset):
+            files.append(("mode", (None, str(self.mode.value).encode(), "text/plain")))
+
+        if not isinstance(self.n, Unset):
+            files.append(("n", (None, str(self.n).encode(), "text/plain")))
+
+        if not isinstance(self.n0, Unset):
+            files.append(("n0", (None, str(self.n0).encode(), "text/plain")))
+
+        if not isinstance(self.sigma, Unset):
+            files.append(("sigma", (None, str(self.sigma).encode(), "text/plain")))
+
+        if not isinstance(self.target_radius, Unset):
+            if isinstance(self.target_radius, float):
+                files.append(("target_radius", (None, str(self.target_radius).encode(), "text/plain")))
+            else:
+                files.append(("target_radius", (None, str(self.target_radius).encode(), "text/plain")))
+
+        if not isinstance(self.tolerance, Unset):
+            files.append(("tolerance", (None, str(self.tolerance).encode(), "text/plain")))
+
+        return files
+
+    @classmethod
+    def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
+        d = dict(src_dict)
+        image = File(payload=BytesIO(d.pop("image")))
+
+        alpha = d.pop("alpha", UNSET)
+
+        def _parse_budget(data: object) -> int | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(int | None | Unset, data)
+
+        budget = _parse_budget(d.pop("budget", UNSET))
+
+        def _parse_candidate(data: object) -> CertifyFormCandidateType0 | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, str):
+                    raise TypeError()
+                candidate_type_0 = CertifyFormCandidateType0(data)
+
+                return candidate_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(CertifyFormCandidateType0 | None | Unset, data)
+
+        candidate = _parse_candidate(d.pop("candidate", UNSET))
+
+        def _parse_classifier(data: object) -> None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(None | str | Unset, data)
+
+        classifier = _parse_classifier(d.pop("classifier", UNSET))
+
+        def _parse_denoiser(data: object) -> None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(None | str | Unset, data)
+
+        denoiser = _parse_denoiser(d.pop("denoiser", UNSET))
+
+        first_look = d.pop("first_look", UNSET)
+
+        def _parse_label_map(data: object) -> None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(None | str | Unset, data)
+
+        label_map = _parse_label_map(d.pop("label_map", UNSET))
+
+        def _parse_max_cost(data: object) -> float | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(float | None | Unset, data)
+
+        max_cost = _parse_max_cost(d.pop("max_cost", UNSET))
+
+        _mode = d.pop("mode", UNSET)
+        mode: CertifyFormMode | Unset
+        if isinstance(_mode, Unset):
+            mode = UNSET
+        else:
+            mode = CertifyFormMode(_mode)
+
+        n = d.pop("n", UNSET)
+
+        n0 = d.pop("n0", UNSET)
+
+        sigma = d.pop("sigma", UNSET)
+
+        def _parse_target_radius(data: object) -> float | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(float | None | Unset, data)
+
+        target_radius = _parse_target_radius(d.pop("target_radius", UNSET))
+
+        tolerance = d.pop("tolerance", UNSET)
+
+        certify_form = cls(
+            image=image,
+            alpha=alpha,
+            budget=budget,
+            candidate=candidate,
+            classifier=classifier,
+            denoiser=denoiser,
+            first_look=first_look,
+            label_map=label_map,
+            max_cost=max_cost,
+            mode=mode,
+            n=n,
+            n0=n0,
+            sigma=sigma,
+            target_radius=target_radius,
+            tolerance=tolerance,
+        )
+
+        return certify_form
