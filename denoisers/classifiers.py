@@ -6,8 +6,10 @@ the smoothing noise lives in pixel space (statistical rule 1 — docs/statistics
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from functools import cache, partial
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from denoisers.cards import ModelCard, read_class_names
 from denoisers.registry import State, register_architecture, with_state
 
 __all__ = [
@@ -204,3 +207,67 @@ for _depth in (18, 34, 50):
         images=IMAGENET_IMAGES,
         unavailable=partial(_weights_missing, _depth),
     )(partial(torchvision_resnet, _depth))
+
+
+# A real ImageNet classifier that works offline: the third-party MobileNetV2 (TFLite, uint8 input)
+# in the shared data beside the project. It cannot ship with the package, so the name resolves to
+# the file there; its card is written here (the shared directory is read-only).
+MOBILENET_FILE = Path("models/third-party/imagenet-mobilenet/mobilenet_v2_1.0_224_quant.tflite")
+
+
+def shared_dir() -> Path:
+    """The read-only data beside the project: ``$DSMOOTH_SHARED_DIR``, else ``../shared``
+    (the rule of ``service.config.shared_dir``, which this layer cannot import)."""
+    default = Path(__file__).resolve().parents[2] / "shared"
+    return Path(os.environ.get("DSMOOTH_SHARED_DIR") or default)
+
+
+def _mobilenet_missing() -> str | None:
+    """Why ``imagenet-mobilenetv2`` cannot be loaded here (None: it can)."""
+    path = shared_dir() / MOBILENET_FILE
+    if not path.is_file():
+        return (
+            f"{path} not found: it is in the project's shared data; set DSMOOTH_SHARED_DIR to "
+            f"that folder (default ../shared), or give the file: tflite:PATH"
+        )
+    if find_spec("ai_edge_litert") is None and find_spec("tflite_runtime") is None:
+        return "TFLite runtime missing: pip install 'denoised-smoothing[tflite]'"
+    return None
+
+
+def _mobilenet_file() -> tuple[str, Path, ModelCard]:
+    """The MobileNetV2 file and its card: 224x224 uint8 RGB (pixel values 0-255, quantised by
+    the model itself), 1001 outputs whose first is "background", names from its labels file."""
+    path = shared_dir() / MOBILENET_FILE
+    labels = read_class_names(path.with_name("imagenet_labels.txt"))
+    seen: dict[str, int] = {}
+    names: list[str] = []
+    for name in labels:  # "crane" is both a bird and a machine: the second keeps its index
+        seen[name] = seen.get(name, 0) + 1
+        names.append(name if seen[name] == 1 else f"{name} ({len(names)})")
+    card = ModelCard(
+        input_size=224,
+        channel_order="rgb",
+        layout="nhwc",
+        pixel_range=255,
+        classes=tuple(names),
+        images=IMAGENET_IMAGES,
+        version="mobilenet_v2_1.0_224_quant",
+    )
+    return "tflite", path, card
+
+
+def _no_build(state: State | None) -> nn.Module:
+    raise RuntimeError("imagenet-mobilenetv2 is a model file: load it by name")
+
+
+register_architecture(
+    "imagenet-mobilenetv2",
+    "classifier",
+    needs_weights=False,
+    description="ImageNet MobileNetV2 (TFLite, 224x224) from the shared data (DSMOOTH_SHARED_DIR)",
+    input_size=224,
+    images=IMAGENET_IMAGES,
+    unavailable=_mobilenet_missing,
+    file=_mobilenet_file,
+)(_no_build)

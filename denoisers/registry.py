@@ -79,6 +79,9 @@ class Architecture:
     images: str | None = None  # the kind of images it was made for (its domain)
     # Why its default weights cannot be loaded here (None: they can, or it needs weights).
     unavailable: Callable[[], str | None] = lambda: None
+    # A model file by name (a third-party classifier in a known place): (format, path, card),
+    # loaded as ``FORMAT:PATH`` with that card when the name is given without weights.
+    file: Callable[[], tuple[str, Path, ModelCard]] | None = None
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -119,6 +122,7 @@ def register_architecture(
     input_size: int | None = None,
     images: str | None = None,
     unavailable: Callable[[], str | None] | None = None,
+    file: Callable[[], tuple[str, Path, ModelCard]] | None = None,
 ) -> Callable[[Builder], Builder]:
     """Register ``build(state_or_None) -> module`` under ``name``; refuses to overwrite a name.
 
@@ -132,7 +136,7 @@ def register_architecture(
             raise ValueError(f"architecture {name!r} is already registered")
         _ARCHITECTURES[name] = Architecture(
             name, kind, build, needs_weights, description, class_names, input_size, images,
-            unavailable or (lambda: None),
+            unavailable or (lambda: None), file,
         )  # fmt: skip
         return build
 
@@ -237,6 +241,12 @@ def load_model(spec: str, kind: ModelKind) -> LoadedModel:
         known = sorted([a.name for a in _ARCHITECTURES.values() if a.kind == kind])
         known += sorted(n for n, m in shipped_metadata().items() if m.get("kind") == kind)
         raise UnknownModelError(f"unknown {kind} {name!r}; known: {', '.join(known)}")
+    if not weights and arch.file is not None:
+        missing = arch.unavailable()
+        if missing:
+            raise ModelLoadError(f"{kind} {name!r} cannot be loaded: {missing}")
+        fmt, file, file_card = arch.file()
+        return replace(_loaded_external(fmt, file, file_card), name=name)
     if not weights:
         if arch.needs_weights:
             raise ModelLoadError(f"{kind} {name!r} needs weights: use {name}:PATH")
@@ -304,7 +314,10 @@ def _with_card(model: LoadedModel, card: ModelCard) -> LoadedModel:
 
 def _external(fmt: str, path: Path, inline: Mapping[str, str]) -> LoadedModel:
     """A classifier file of another framework (ONNX, TorchScript, TFLite) and its card."""
-    card = _card(path, inline)
+    return _loaded_external(fmt, path, _card(path, inline))
+
+
+def _loaded_external(fmt: str, path: Path, card: ModelCard | None) -> LoadedModel:
     try:
         loaded = load_external(fmt, path, card)
     except Exception as exc:  # the runtimes raise their own types for unreadable files

@@ -104,7 +104,7 @@ def _sampling_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--denoiser",
             help="denoiser spec NAME[:WEIGHTS] (default: the default denoiser's sibling trained "
-            "for --sigma)",
+            "for --sigma; for an ImageNet classifier, the photo denoiser's)",
         ),
         click.option("--sigma", type=float, help="noise level in (0, 1] pixel units [0.25]"),
         click.option("--n", "n", type=int, help="estimation samples [10000]"),
@@ -139,9 +139,9 @@ def _certifier(
     )
     settings = Settings(**overrides)
     pool = ModelPool(settings)
-    chosen = pool.denoiser_for(pool.default_denoiser if denoiser else None, sigma)
-    sampler = pool.local_sampler(pool.default_classifier, chosen)
     name = pool.default_classifier
+    chosen = pool.denoiser_for(pool.default_denoiser if denoiser else None, sigma, name)
+    sampler = pool.local_sampler(name, chosen)
     warnings = image_warnings(name, pool.domain(name), shape) + pool.sigma_warnings(chosen, sigma)
     return Certifier(sampler, settings.secret_bytes, warnings=warnings)
 

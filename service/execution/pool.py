@@ -15,14 +15,18 @@ from dataclasses import replace
 
 import torch
 
+from denoisers.classifiers import IMAGENET_IMAGES
 from denoisers.registry import LoadedModel, load_model, shipped_metadata, shipped_siblings
-from service.config import Settings
+from service.config import DEFAULT_DENOISER, Settings
 from service.core.domain import Domain, sigma_warnings
 from service.core.errors import NoDenoiserForSigma, UnknownModel
 from service.execution.devices import configure_cpu_threads, resolve_device
 from service.execution.local import LocalDenoiser, LocalSampler
 
-__all__ = ["ModelPool"]
+__all__ = ["PHOTO_DENOISER", "ModelPool"]
+
+# The shipped denoiser for photos (trained on ImageNet samples for sigma 0.25; siblings for others).
+PHOTO_DENOISER = "unet-imagenet-s0.25-mse"
 
 
 class ModelPool:
@@ -73,27 +77,47 @@ class ModelPool:
                 self.model(kind, name)
         self.warm = True
 
-    def denoiser_for(self, denoiser: str | None, sigma: float) -> str:
+    def denoiser_for(
+        self, denoiser: str | None, sigma: float, classifier: str | None = None
+    ) -> str:
         """The requested denoiser; by default the default denoiser's sibling trained for
         ``sigma`` (the default itself when it is). Any denoiser gives a valid certificate, but
         one trained for another noise level removes this one worse: with no sibling for
         ``sigma``, NoDenoiserForSigma lists the sigmas there are, unless the default declares
-        none (``none``, or a file without a sigma), which is then used at any sigma."""
+        none (``none``, or a file without a sigma), which is then used at any sigma.
+
+        For a local ``classifier`` of ImageNet photos, while the default denoiser is the
+        built-in CIFAR-10 one, the default is the shipped photo denoiser (``PHOTO_DENOISER``)
+        and its siblings instead: a denoiser trained on 32x32 thumbnails smears photos."""
         if denoiser is not None:
             return denoiser
-        trained = self.trained_sigmas()
+        default = self.default_denoiser_for(classifier)
+        trained = self.trained_sigmas(default)
         if not trained:
-            return self.default_denoiser
+            return default
         for trained_for, name in trained.items():
             if abs(trained_for - sigma) < 1e-9:
                 return name
-        raise NoDenoiserForSigma(sigma, self.default_denoiser, trained)
+        raise NoDenoiserForSigma(sigma, default, trained)
 
-    def trained_sigmas(self) -> dict[float, str]:
-        """The served denoisers the default may give way to, by the sigma each was trained
-        for: its shipped siblings, or the default alone when it is not shipped; {} when the
-        default declares no sigma."""
+    def default_denoiser_for(self, classifier: str | None) -> str:
+        """The default denoiser for ``classifier``'s images (see :meth:`denoiser_for`)."""
         default = self.default_denoiser
+        if (
+            classifier is None
+            or default != DEFAULT_DENOISER
+            or PHOTO_DENOISER not in self.specs["denoiser"]
+            or classifier not in self.specs["classifier"]
+        ):
+            return default
+        images = self.model("classifier", classifier).images
+        return PHOTO_DENOISER if images == IMAGENET_IMAGES else default
+
+    def trained_sigmas(self, like: str | None = None) -> dict[float, str]:
+        """The served denoisers the default (or ``like``) may give way to, by the sigma each
+        was trained for: its shipped siblings, or the denoiser alone when it is not shipped;
+        {} when it declares no sigma."""
+        default = like or self.default_denoiser
         siblings = {
             sigma: name
             for sigma, name in shipped_siblings(default).items()
