@@ -128,3 +128,80 @@ def test_the_page_shows_a_certificates_warnings(server: str, tmp_path: Path) -> 
         expect(page.locator("#result")).to_be_visible(timeout=120_000)
         expect(page.locator("#warnings")).to_be_hidden()
         browser.close()
+
+
+def test_docs_and_redoc_load_their_assets_from_the_app(server: str) -> None:
+    """/docs and /redoc work offline: every script, style and icon comes from the app itself."""
+    import re
+
+    for path in ("/docs", "/redoc"):
+        page = httpx.get(server + path)
+        assert page.status_code == 200
+        urls = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", page.text)
+        assert urls, page.text
+        assert "googleapis" not in page.text and "cdn" not in page.text.lower()
+        for url in urls:
+            assert url.startswith("/"), f"{path} loads {url} from another host"
+            assert httpx.get(server + url).status_code == 200, url
+        assert re.search(r"https?://(?!www\.w3\.org)", page.text) is None, page.text
+
+
+@pytest.mark.browser
+def test_the_page_on_a_phone(server: str, tmp_path: Path) -> None:
+    """390 px wide: no horizontal scroll; a spinner while a request runs; what the classifier
+    sees (the resized copies) and the warnings; nothing stale after a new submit."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    import time
+
+    from playwright.sync_api import Route, expect, sync_playwright
+
+    large = tmp_path / "large.png"
+    example_image("chelsea", size=224).save(large)  # the CIFAR-10 model sees it at 32 px
+
+    def slowly(route: Route) -> None:
+        time.sleep(1.5)  # long enough to see the spinner
+        route.continue_()
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True,
+            args=["--no-sandbox", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"],
+        )  # fmt: skip
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        width = "Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"
+        page.goto(server + "/")
+        expect(page.locator("#classifier option")).not_to_have_count(0)
+        assert page.evaluate(width) <= 390
+        page.set_input_files("#file", str(large))
+        page.fill("#n", "20")
+        page.click("#certify")
+        expect(page.locator("#result")).to_be_visible(timeout=120_000)
+        expect(page.locator("#warnings li")).to_have_count(1)
+        assert page.evaluate(width) <= 390  # the votes and the accounting fit too
+
+        page.route("**/v1/preview", slowly)
+        page.click("#preview")
+        expect(page.locator("#busy")).to_be_visible()
+        expect(page.locator("#result")).to_be_hidden()  # the last certificate is gone at once
+        expect(page.locator("#warnings li")).to_have_count(0)
+        expect(page.locator("#seen img")).to_have_count(8, timeout=60_000)
+        side = "32\N{MULTIPLICATION SIGN}32 px"
+        expect(page.locator("#seen-size")).to_have_text(side)
+        expect(page.locator("#preview-warnings li")).to_contain_text(f"resized to {side}")
+        expect(page.locator("#busy")).to_be_hidden()
+        assert page.evaluate(width) <= 390
+
+        page.fill("#n", "0")  # below the minimum: an error
+        page.click("#certify")
+        expect(page.locator("#error")).to_be_visible(timeout=60_000)
+        expect(page.locator("#copies")).to_be_hidden()  # the previews went with the new submit
+        page.fill("#n", "20")
+        page.click("#preview")
+        expect(page.locator("#error")).to_be_hidden()  # and the error with the next one
+        expect(page.locator("#seen img")).to_have_count(8, timeout=60_000)
+        shots = ROOT / "build/screenshots"
+        shots.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shots / "demo-390.png"), full_page=True)
+        browser.close()

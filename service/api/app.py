@@ -109,6 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
+        docs_url=None,  # served by the demo router from local files (no CDN)
+        redoc_url=None,
     )
     app.state.services = services
     install_problem_handlers(app)

@@ -1,6 +1,41 @@
 // The demo page: plain ES module, no dependencies, no CDN (works offline).
 const $ = (id) => document.getElementById(id);
 let image = null; // { blob, name }
+let classifiers = []; // the catalog, for each classifier's input size
+let busyTimer = null;
+
+// A spinner with the elapsed time while a request runs (progress counts only whole chunks).
+function busy(what) {
+  clearInterval(busyTimer);
+  $("busy").hidden = !what;
+  if (!what) return;
+  const started = Date.now();
+  const tick = () => {
+    $("busy-text").textContent = `${what}… ${((Date.now() - started) / 1000).toFixed(0)} s`;
+  };
+  tick();
+  busyTimer = setInterval(tick, 1000);
+}
+
+// A new request: nothing of the last one (copies, certificate, errors) stays on screen.
+function clearResults() {
+  showError("");
+  $("copies").hidden = true;
+  for (const id of ["noisy", "denoised", "seen", "preview-warnings", "warnings"]) {
+    $(id).replaceChildren();
+  }
+  $("preview-warnings").hidden = true;
+  $("seen-title").hidden = true;
+  $("result").hidden = true;
+  $("progress-box").hidden = true;
+}
+
+function showList(list, texts) {
+  list.replaceChildren(
+    ...texts.map((text) => Object.assign(document.createElement("li"), { textContent: text })),
+  );
+  list.hidden = texts.length === 0;
+}
 
 function headers() {
   const key = $("key").value.trim();
@@ -29,7 +64,8 @@ async function getJson(path) {
 
 async function loadCatalog() {
   try {
-    const [classifiers, denoisers] = await Promise.all([
+    let denoisers;
+    [classifiers, denoisers] = await Promise.all([
       getJson("/v1/classifiers"),
       getJson("/v1/denoisers"),
     ]);
@@ -71,20 +107,51 @@ function form(extra) {
   return data;
 }
 
+// The denoised copy as the classifier gets it: resized to its input size.
+function resized(url, size) {
+  return new Promise((resolve) => {
+    const source = new Image();
+    source.onload = () => {
+      const canvas = Object.assign(document.createElement("canvas"), { width: size, height: size });
+      canvas.getContext("2d").drawImage(source, 0, 0, size, size);
+      resolve(Object.assign(new Image(), { src: canvas.toDataURL(), alt: `copy at ${size} px` }));
+    };
+    source.onerror = () => resolve(Object.assign(new Image(), { src: url, alt: "copy" }));
+    source.src = url;
+  });
+}
+
 async function preview() {
   if (!image) return showError("Choose an image or a sample first.");
-  const response = await fetch("/v1/preview", {
-    method: "POST",
-    headers: headers(),
-    body: form({ k: "8" }),
-  });
-  if (!response.ok) return showError(await problem(response));
-  const copies = await response.json();
-  const tiles = (urls) => urls.map((url) => Object.assign(new Image(), { src: url, alt: "copy" }));
-  $("noisy").replaceChildren(...tiles(copies.noisy));
-  $("denoised").replaceChildren(...tiles(copies.denoised));
-  $("copies").hidden = false;
-  showError("");
+  clearResults();
+  $("preview").disabled = true;
+  busy("Denoising 8 copies");
+  try {
+    const response = await fetch("/v1/preview", { method: "POST", headers: headers(), body: form({ k: "8" }) });
+    if (!response.ok) throw new Error(await problem(response));
+    const copies = await response.json();
+    const tiles = (urls) => urls.map((url) => Object.assign(new Image(), { src: url, alt: "copy" }));
+    $("noisy").replaceChildren(...tiles(copies.noisy));
+    $("denoised").replaceChildren(...tiles(copies.denoised));
+    const chosen = classifiers.find((c) => c.name === $("classifier").value);
+    const size = chosen?.input_size;
+    if (size) {
+      $("seen").replaceChildren(...(await Promise.all(copies.denoised.map((u) => resized(u, size)))));
+      $("seen-size").textContent = `${size}×${size} px`;
+      $("seen-title").hidden = false;
+    }
+    const { naturalWidth: w, naturalHeight: h } = $("thumb");
+    const shrunk = size && w && (w !== size || h !== size);
+    showList($("preview-warnings"), shrunk
+      ? [`The classifier sees this ${w}×${h} px image resized to ${size}×${size} px (the row above).`]
+      : []);
+    $("copies").hidden = false;
+  } catch (error) {
+    showError(error.message);
+  } finally {
+    busy("");
+    $("preview").disabled = false;
+  }
 }
 
 // Server-Sent Events over fetch (EventSource cannot send an Authorization header).
@@ -110,10 +177,12 @@ async function* events(path) {
 
 async function certify() {
   if (!image) return showError("Choose an image or a sample first.");
-  showError("");
+  clearResults();
   $("certify").disabled = true;
-  $("result").hidden = true;
+  $("progress").removeAttribute("value"); // indeterminate until the first chunk is counted
+  $("progress-text").textContent = "";
   $("progress-box").hidden = false;
+  busy("Certifying");
   try {
     const extra = { n: $("n").value };
     if ($("classifier").value) extra.classifier = $("classifier").value;
@@ -123,7 +192,7 @@ async function certify() {
     for await (const event of events(`/v1/jobs/${job.id}/events`)) {
       const { done, planned } = event.data.progress;
       $("progress").max = planned;
-      $("progress").value = done;
+      if (done > 0) $("progress").value = done;
       $("progress-text").textContent = `${done.toLocaleString()} of ${planned.toLocaleString()} samples`;
       if (event.name === "end") {
         if (event.data.state !== "succeeded") {
@@ -135,6 +204,7 @@ async function certify() {
   } catch (error) {
     showError(error.message);
   } finally {
+    busy("");
     $("certify").disabled = false;
   }
 }
@@ -160,11 +230,7 @@ function show(certificate) {
     `${q.failed} failed), cost $${certificate.cost.toFixed(4)}, ` +
     `${certificate.timings.total_s.toFixed(2)} s on ${certificate.device} (${certificate.precision}); ` +
     `classifier ${certificate.classifier.name}, denoiser ${certificate.denoiser.name}.`;
-  const warnings = certificate.warnings || [];
-  $("warnings").replaceChildren(
-    ...warnings.map((text) => Object.assign(document.createElement("li"), { textContent: text })),
-  );
-  $("warnings").hidden = warnings.length === 0;
+  showList($("warnings"), certificate.warnings || []);
   $("result").hidden = false;
 }
 
