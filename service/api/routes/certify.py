@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
 from fastapi import APIRouter, Request
 
 from service.api.disconnect import unless_disconnected
@@ -10,7 +13,10 @@ from service.api.problems import problem_responses
 from service.api.routes.deps import CallerDep, ServicesDep
 from service.api.routes.openapi_bodies import SAMPLING_PROBLEMS, image_body
 from service.api.schemas import CertifyOptions, CertifyRequest, PredictOptions, PredictRequest
+from service.api.services import Prepared, Services
 from service.core.results import Certificate, Prediction
+
+R = TypeVar("R", Certificate, Prediction)
 
 router = APIRouter(
     prefix="/v1", tags=["certification"], responses=problem_responses(*SAMPLING_PROBLEMS)
@@ -29,12 +35,7 @@ async def certify(request: Request, services: ServicesDep, caller: CallerDep) ->
         request, CertifyOptions, services.settings.max_upload_bytes
     )
     prepared = await services.prepare(caller, options, image)
-    try:
-        certificate = await unless_disconnected(request, services.certify(prepared))
-        request.state.queries = certificate.queries.total - certificate.queries.cached
-        return certificate
-    finally:
-        await services.finish(prepared)  # a no-op once the certification has settled
+    return await _answer(request, services, services.certify(prepared), prepared)
 
 
 @router.post("/predict", openapi_extra=image_body(PredictRequest))
@@ -45,9 +46,17 @@ async def predict(request: Request, services: ServicesDep, caller: CallerDep) ->
         request, PredictOptions, services.settings.max_upload_bytes
     )
     prepared = await services.prepare(caller, options, image)
+    return await _answer(request, services, services.predict(prepared), prepared)
+
+
+async def _answer(
+    request: Request, services: Services, work: Coroutine[Any, Any, R], prepared: Prepared
+) -> R:
+    """``work`` within the request: stopped if the client leaves, its queries in the access log,
+    its admission and booking settled however it ends (a no-op once it settled itself)."""
     try:
-        prediction = await unless_disconnected(request, services.predict(prepared))
-        request.state.queries = prediction.queries.total - prediction.queries.cached
-        return prediction
+        result = await unless_disconnected(request, work)
+        request.state.queries = result.queries.total - result.queries.cached
+        return result
     finally:
         await services.finish(prepared)
