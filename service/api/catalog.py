@@ -162,8 +162,12 @@ class Catalog:
     def is_remote(self, classifier: str) -> bool:
         return classifier in self._remote and classifier not in self.pool.specs["classifier"]
 
-    def denoiser_for(self, denoiser: str | None, sigma: float) -> str:
-        return self.pool.denoiser_for(denoiser, sigma)
+    def denoiser_for(
+        self, denoiser: str | None, sigma: float, classifier: str | None = None
+    ) -> str:
+        """The denoiser of a request (:meth:`ModelPool.denoiser_for`): by default the one trained
+        for ``sigma``, of the photo family for a local ImageNet classifier."""
+        return self.pool.denoiser_for(denoiser, sigma, classifier or self.pool.default_classifier)
 
     def domain(self, classifier: str) -> Domain:
         """What a classifier declares about the images it was made for."""

@@ -164,7 +164,7 @@ class Services:
         """Everything that can be refused before sampling — models, caps, the image, the work it
         costs, admission, the key's budget — in that order; the caller must hand the result to
         :meth:`certify`, :meth:`predict` or :meth:`finish`."""
-        denoiser = self.catalog.denoiser_for(options.denoiser, options.sigma)
+        denoiser = self.catalog.denoiser_for(options.denoiser, options.sigma, options.classifier)
         sampler = self.catalog.sampler(options.classifier, denoiser, options.label_map)
         try:
             params = options.params(paid=sampler.price_per_query > 0)

@@ -16,7 +16,13 @@ from dataclasses import replace
 import torch
 
 from denoisers.classifiers import IMAGENET_IMAGES
-from denoisers.registry import LoadedModel, load_model, shipped_metadata, shipped_siblings
+from denoisers.registry import (
+    LoadedModel,
+    architectures,
+    load_model,
+    shipped_metadata,
+    shipped_siblings,
+)
 from service.config import DEFAULT_DENOISER, Settings
 from service.core.domain import Domain, sigma_warnings
 from service.core.errors import NoDenoiserForSigma, UnknownModel
@@ -39,6 +45,10 @@ class ModelPool:
             kind = metadata.get("kind")
             if kind in specs:
                 specs[kind][name] = name
+        # Built-in model files that are on this machine (the shared MobileNetV2), by name.
+        for name, arch in architectures().items():
+            if arch.file is not None and arch.kind in specs and arch.unavailable() is None:
+                specs[arch.kind][name] = name
         for kind, default in (("classifier", settings.classifier), ("denoiser", settings.denoiser)):
             specs[kind][default.partition(":")[0]] = default
         specs["classifier"].update(settings.extra_classifiers)
