@@ -145,3 +145,16 @@ async def test_replicas_pace_one_vendor_credential_together(shared: bool) -> Non
         assert fake.throttled == 0
     else:
         assert fake.throttled > 0
+
+
+async def test_rates_whose_interval_is_not_a_whole_millisecond() -> None:
+    """7 a minute is an interval of 8,571.4 ms, 3 a second 333.3 ms: Redis's PX takes whole
+    milliseconds only (this once answered 'value is not an integer' on every vendor call)."""
+    connection = connect_redis(REDIS_URL)
+    quotas = RedisQuotas(connection)
+    waits = [await quotas.take("odd", 7) for _ in range(8)]
+    assert waits[:7] == [0.0] * 7 and waits[7] > 0
+    for _ in range(3):
+        async with quotas.pacer("odd-vendor", 3.0):
+            pass
+    await connection.aclose()

@@ -46,7 +46,7 @@ local interval, window = tonumber(ARGV[1]), tonumber(ARGV[2])
 local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or now), now)
 local wait = tat + interval - window - now
 if wait > 0 then return wait end
-redis.call('SET', KEYS[1], tat + interval, 'PX', tat + interval - now)
+redis.call('SET', KEYS[1], tat + interval, 'PX', math.ceil(tat + interval - now))
 return 0
 """
 
