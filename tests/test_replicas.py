@@ -26,6 +26,8 @@ from asgi_lifespan import LifespanManager
 from service.api.app import create_app
 from service.api.auth import hash_api_key
 from service.config import Settings
+from service.distributed.redis_jobs import RedisJobRecords
+from service.distributed.redis_store import connect_redis
 from service.testing.live_server import free_port
 from tests.test_redis import DSMOOTH, RedisServer, _png, _same, private_redis  # noqa: F401
 
@@ -201,3 +203,19 @@ async def _until_view(
         assert time.monotonic() < deadline, f"never reached: {view}"
         await asyncio.sleep(0.2)
     return dict(view)
+
+
+@pytest.mark.anyio
+async def test_a_job_is_readable_on_another_replica_the_moment_it_is_accepted() -> None:
+    """The record carries the job's view from its creation (B once read a record whose view
+    the running replica had not written yet: a 500)."""
+    url = "redis://127.0.0.1:6379/13"
+    try:
+        redis_sync.Redis.from_url(url).flushdb()
+    except redis_sync.ConnectionError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    records = RedisJobRecords(connect_redis(url))
+    await records.create("j1", {"owner": "alice"}, b"png", '{"state": "queued"}')
+    record = await records.get("j1")
+    assert record is not None and record["view"] == '{"state": "queued"}'
+    await records.redis.aclose()

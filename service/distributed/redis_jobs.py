@@ -54,7 +54,8 @@ class RedisJobRecords:
 
     async def create(self, job_id: str, fields: Mapping[str, str], image: bytes, view: str) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(_key(job_id), mapping=dict(fields))
+            # The view is in the record from the start: another replica may read it at once.
+            pipe.hset(_key(job_id), mapping={**fields, "view": view})
             pipe.set(_key(job_id, ":image"), image)
             pipe.zadd(LEASES, {job_id: _now_ms() + self.lease_ms})
             pipe.xadd(_key(job_id, ":events"), {"view": view}, maxlen=_EVENTS_KEPT)
