@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import json
 import os
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ import numpy as np
 from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 
-from benchmarks.provenance import provenance
+from benchmarks.provenance import provenance, write_report
 from service.adapters.aws import AwsAdapter, AwsSettings
 from service.adapters.azure import AzureAdapter, AzureSettings
 from service.adapters.base import Adapter, Answer
@@ -168,9 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("build/benchmarks/adapters.json"))
     arguments = parser.parse_args(argv)
     report = asyncio.run(run(arguments))
-    arguments.out.parent.mkdir(parents=True, exist_ok=True)
-    arguments.out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {arguments.out}")
+    write_report(arguments.out, report)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -45,7 +44,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.stats import norm
 from tqdm import tqdm
 
-from benchmarks.provenance import provenance
+from benchmarks.provenance import provenance, write_report
 from service.core import betting, smoothing
 from service.core.certifier import chunk_size_for
 from service.core.results import CertifyParams
@@ -405,9 +404,7 @@ def main(argv: list[str] | None = None) -> None:
     if not 0 < arguments.alpha < 1 or math.isnan(arguments.alpha):
         parser.error("alpha must lie in (0, 1)")
     report = run(arguments)
-    arguments.out.parent.mkdir(parents=True, exist_ok=True)
-    arguments.out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {arguments.out}")
+    write_report(arguments.out, report)
 
 
 if __name__ == "__main__":

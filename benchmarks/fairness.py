@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import base64
 import io
-import json
 import statistics
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.provenance import provenance
+from benchmarks.provenance import provenance, write_report
 from service.api.app import create_app
 from service.config import Settings
 from service.examples import example_image
@@ -99,9 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("build/benchmarks/fairness.json"))
     arguments = parser.parse_args(argv)
     report = asyncio.run(run(arguments))
-    arguments.out.parent.mkdir(parents=True, exist_ok=True)
-    arguments.out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {arguments.out}")
+    write_report(arguments.out, report)
 
 
 if __name__ == "__main__":

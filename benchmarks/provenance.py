@@ -7,6 +7,7 @@ the code and hardware that produced it. Nothing here fails: what cannot be found
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -15,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["provenance"]
+__all__ = ["provenance", "write_report"]
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout, when run from one
 _PACKAGES = ("torch", "numpy", "denoised-smoothing")
@@ -95,3 +96,10 @@ def _machine() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads() if torch is not None else None,
         "gpu": gpu,
     }
+
+
+def write_report(out: Path, report: dict[str, Any]) -> None:
+    """Write a benchmark's JSON report (folders made as needed) and say where."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {out}")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import json
 import os
 import statistics
 import time
@@ -33,7 +32,7 @@ from asgi_lifespan import LifespanManager
 from PIL import Image
 
 from benchmarks.evaluation import default_data, default_target, shared_dir
-from benchmarks.provenance import provenance
+from benchmarks.provenance import provenance, write_report
 from denoisers.registry import shipped_checkpoints
 from denoisers.training.data import load_lossless_npz
 from service.api.app import create_app
@@ -204,9 +203,7 @@ def main(argv: list[str] | None = None) -> None:
     arguments = parser.parse_args(argv)
     arguments.radius = arguments.radius or [0.25, 0.5]
     report = asyncio.run(run(arguments))
-    arguments.out.parent.mkdir(parents=True, exist_ok=True)
-    arguments.out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {arguments.out}")
+    write_report(arguments.out, report)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import json
 import platform
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.provenance import provenance
+from benchmarks.provenance import provenance, write_report
 from denoisers.classifiers import cifar_resnet, torchvision_resnet
 from denoisers.dncnn import DnCNN
 from denoisers.registry import LoadedModel
@@ -307,9 +306,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("build/benchmarks/throughput.json"))
     arguments = parser.parse_args(argv)
     report = run(arguments)
-    arguments.out.parent.mkdir(parents=True, exist_ok=True)
-    arguments.out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {arguments.out}")
+    write_report(arguments.out, report)
 
 
 if __name__ == "__main__":

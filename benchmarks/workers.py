@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import json
 import os
 import shutil
 import signal
@@ -29,7 +28,7 @@ from typing import Any
 import httpx
 import redis as redis_sync
 
-from benchmarks.provenance import provenance
+from benchmarks.provenance import provenance, write_report
 from service.api.app import create_app
 from service.config import Settings
 from service.core.noise import DEFAULT_CHUNK_SIZE
@@ -224,9 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("build/benchmarks/workers.json"))
     arguments = parser.parse_args(argv)
     report = asyncio.run(run(arguments))
-    arguments.out.parent.mkdir(parents=True, exist_ok=True)
-    arguments.out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {arguments.out}")
+    write_report(arguments.out, report)
 
 
 if __name__ == "__main__":
