@@ -62,6 +62,16 @@ def test_photo_crops_are_square_unit_floats(tmp_path: Path) -> None:
     assert crops.shape == (5, 3, 48, 48) and crops.min() >= 0 and crops.max() <= 1
 
 
+def test_photo_holdout_is_disjoint_from_training_photos(tmp_path: Path) -> None:
+    for index in range(5):  # each photo one flat colour: a crop tells which photo it came from
+        Image.new("RGB", (80, 64), (index * 50, 0, 0)).save(tmp_path / f"{index}.png")
+    rest, held = PhotoCrops(tmp_path, size=32).split(2)
+    assert (len(rest), len(held)) == (3, 2)
+    seen = {int(c[0, 0, 0] * 255) for c in rest.sample(40, torch.Generator().manual_seed(1))}
+    kept = {int(c[0, 0, 0] * 255) for c in held.sample(40, torch.Generator().manual_seed(1))}
+    assert len(seen) == 3 and len(kept) == 2 and not seen & kept
+
+
 @pytest.mark.slow
 def test_classifier_training_exports_a_loadable_checkpoint_and_resumes(tmp_path: Path) -> None:
     data = _image_set(64)

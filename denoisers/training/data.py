@@ -12,6 +12,7 @@ JPEG decoding; augmentation then runs batched on tensors.
 
 from __future__ import annotations
 
+import copy
 import os
 import tarfile
 from dataclasses import dataclass
@@ -157,6 +158,20 @@ class PhotoCrops:
         self.size = size
         # Photos are shrunk so the short side is max_side: crops then show objects, not texture.
         self.photos = [_shrunk(p, max_side, size) for p in tqdm(paths, desc="loading photos")]
+
+    def __len__(self) -> int:
+        return len(self.photos)
+
+    def split(self, held_out: int, seed: int = 0) -> tuple[PhotoCrops, PhotoCrops]:
+        """(the rest, ``held_out`` photos) under a seeded permutation: validation crops come
+        from photos training never sees, and never from the evaluation photos."""
+        if not 0 < held_out < len(self):
+            raise ValueError(f"cannot hold out {held_out} of {len(self)} photos")
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed)).tolist()
+        rest, kept = copy.copy(self), copy.copy(self)
+        rest.photos = [self.photos[i] for i in order[:-held_out]]
+        kept.photos = [self.photos[i] for i in order[-held_out:]]
+        return rest, kept
 
     def sample(self, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``count`` crops as float32 [count, 3, size, size] in [0, 1]."""

@@ -123,7 +123,8 @@ def train_classifier_command(
     "--holdout",
     type=click.IntRange(min=0),
     default=0,
-    help="validate on this many training images held out of training (instead of --validation)",
+    help="validate on this many training images (or photos) held out of training "
+    "(instead of --validation)",
 )
 @click.option("--patience", type=click.IntRange(min=1), help="stop after this many epochs "
               "without improvement and export the best epoch")  # fmt: skip
@@ -182,8 +183,6 @@ def train_denoiser_command(
         raise click.UsageError("give --surrogate (black-box) or --target (white-box), not both")
     if (validation is None) == (holdout == 0):
         raise click.UsageError("give --validation or --holdout (one of them)")
-    if holdout and photos is not None:
-        raise click.UsageError("--holdout splits an image set (--data): give --validation photos")
     where = _device(device)
     config = DenoiserTrainingConfig(
         architecture=arch,
@@ -211,11 +210,12 @@ def train_denoiser_command(
     source: ImageSet | PhotoCrops
     held_out: ImageSet | torch.Tensor
     if photos is not None:
-        assert validation is not None
         source = PhotoCrops(photos, size=crop)
-        held_out = PhotoCrops(validation, size=crop).sample(
-            val_count, torch.Generator().manual_seed(0)
-        )
+        validation_photos = PhotoCrops(validation, size=crop) if validation else None
+        if holdout:
+            source, validation_photos = source.split(holdout)
+        assert validation_photos is not None
+        held_out = validation_photos.sample(val_count, torch.Generator().manual_seed(0))
     elif holdout:
         source, held_out = _training_data(data, cifar10_root, download).split(holdout)
     else:
