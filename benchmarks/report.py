@@ -7,10 +7,11 @@ published rows as markers for comparison.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PAPER_ROWS", "RADII", "render_report"]
+__all__ = ["PAPER_ROWS", "RADII", "plot_curves", "render_report"]
 
 # The radii of the tables (certified accuracy at r), here beside the published rows at r > 0.
 RADII = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -43,11 +44,6 @@ def _methods(report: dict[str, Any], radii: list[float]) -> dict[str, list[float
 
 def render_report(path: Path, out_dir: Path | None = None) -> tuple[Path, Path]:
     """Write ``<stem>.png`` and ``<stem>.md`` for a certified-accuracy benchmark JSON."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     report = json.loads(path.read_text())
     if report.get("benchmark") != "certified_accuracy" or not report.get("rows"):
         raise ValueError(f"{path}: not a certified-accuracy benchmark (see dsmooth bench certify)")
@@ -57,26 +53,16 @@ def render_report(path: Path, out_dir: Path | None = None) -> tuple[Path, Path]:
     grid = [top * 1.05 * i / 200 for i in range(201)]
     methods = _methods(report, grid)
 
-    figure, axes = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for name, curve in methods.items():
-        axes.plot(grid, curve, label=name, linewidth=2)
-    markers = "os^Dv"
-    for (name, values), marker in zip(PAPER_ROWS.items(), markers, strict=False):
-        axes.plot(RADII[1:], values, linestyle="none", marker=marker, label=name, alpha=0.8)
-    axes.set_xlabel("L2 radius (pixel units in [0, 1])")
-    axes.set_ylabel("certified accuracy (%)")
+    markers = {name: (list(RADII[1:]), list(values)) for name, values in PAPER_ROWS.items()}
     classifier = report["classifier"]["name"]
-    axes.set_title(
+    title = (
         f"{classifier}, n = {report['n']:,}, alpha = {report['alpha']}, "
         f"{report['data']['count']} test images"
     )
-    axes.set_ylim(0, 100)
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=7)
-    figure.tight_layout()
-    png = out_dir / f"{path.stem}.png"
-    figure.savefig(png)
-    plt.close(figure)
+    png = plot_curves(
+        out_dir / f"{path.stem}.png", {name: (grid, curve) for name, curve in methods.items()},
+        markers, title,
+    )  # fmt: skip
 
     at_radii = _methods(report, list(RADII))
     header = "| method | " + " | ".join(f"r = {r}" for r in RADII) + " |"
@@ -93,3 +79,38 @@ def render_report(path: Path, out_dir: Path | None = None) -> tuple[Path, Path]:
         f"{report['data']['count']} test images.\n\n" + "\n".join(lines) + "\n"
     )
     return png, markdown
+
+
+def plot_curves(
+    png: Path,
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    markers: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    title: str,
+    dashed: Sequence[str] = (),
+) -> Path:
+    """Certified accuracy (%) against the L2 radius: one line per curve (those named in ``dashed``
+    dashed), the published points of ``markers`` as unconnected markers; written to ``png``
+    (folders made as needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for name, (radii, accuracy) in curves.items():
+        style = "--" if name in dashed else "-"
+        axes.plot(radii, accuracy, style, label=name, linewidth=2)
+    shapes = "os^Dv"
+    for (name, (radii, accuracy)), marker in zip(markers.items(), shapes, strict=False):
+        axes.plot(radii, accuracy, linestyle="none", marker=marker, label=name, alpha=0.8)
+    axes.set_xlabel("L2 radius (pixel units in [0, 1])")
+    axes.set_ylabel("certified accuracy (%)")
+    axes.set_title(title)
+    axes.set_ylim(0, 100)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(png)
+    plt.close(figure)
+    return png

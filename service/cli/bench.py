@@ -83,6 +83,7 @@ _SCRIPTS = {
     "load": ("load", "Load test of a live server: latency, memory."),
     "fairness": ("fairness", "Small requests' latency beside a 10^6-sample job."),
     "queries": ("query_efficiency", "Queries to certify a radius: fixed n or sequential."),
+    "photos": ("photos", "ImageNet photos: MobileNetV2 local and via Google, per denoiser."),
 }
 
 
