@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 from scipy.stats import norm
 
 from service.core import betting, smoothing
@@ -61,13 +62,15 @@ def test_sequential_bounds_hold_under_optional_stopping() -> None:
     assert _simulate(0.85, 0.27, alpha, runs, naive=False) <= _limit(alpha, runs)
 
 
+@pytest.mark.parametrize(("unit", "futility"), [(32, 0.0), (8, 0.01)])
 @pytest.mark.slow
-def test_betting_bounds_hold_when_looked_at_after_every_chunk() -> None:
-    """The target-mode plan: 32 looks, each at alpha (not alpha / 32). The target sits just
-    above the true radius, where a fixed-n bound re-checked at these looks is wrong ~5% of
-    the time (three times the limit)."""
+def test_betting_bounds_hold_when_looked_at_after_every_chunk(unit: int, futility: float) -> None:
+    """The target-mode plan, each look at alpha (not alpha / K): 32 looks, and the default's
+    128 looks that give up on unlikely targets. The target sits just above the true radius,
+    where a fixed-n bound re-checked at 32 looks is wrong ~5% of the time (the control below:
+    three times the limit)."""
     alpha, runs = 0.01, 2000
-    plan = smoothing.SequentialPlan.every(32, 1024, alpha)
+    plan = smoothing.SequentialPlan.every(unit, 1024, alpha, futility=futility)
     assert plan.bound == "betting" and plan.alpha_per_look == alpha
     target = SIGMA * float(norm.ppf(0.85)) * 1.001
     assert _simulate(0.85, target, alpha, runs, naive=False, plan=plan) <= _limit(alpha, runs)
@@ -139,9 +142,16 @@ def test_an_unreachable_target_stops_early() -> None:
     assert certificate.queries.total < 1_000
 
 
+def test_a_target_beyond_any_count_of_the_budget_stops_at_the_first_chunk() -> None:
+    certificate = _certify(1.0, n=300, target_radius=0.5)  # needs ~345 unanimous votes
+    assert certificate.stop_reason == "target_unreachable"
+    assert certificate.n == CertifyParams.model_fields["look_every"].default
+
+
 def test_a_borderline_image_samples_until_the_budget_cannot_decide() -> None:
-    # True radius 0.32; the target 0.3 needs p_lower >= 0.885 with p_A = 0.9: no early decision.
-    certificate = _certify(0.9, n=2_000, target_radius=0.3)
+    # True radius 0.32; the target 0.3 needs p_lower >= 0.885 with p_A = 0.9: no early decision
+    # when the plan never gives up on a chance (futility 0).
+    certificate = _certify(0.9, n=2_000, target_radius=0.3, futility=0)
     assert certificate.n > 1_000
     if certificate.stop_reason == "budget_exhausted":
         assert certificate.queries.total == 2_001 and certificate.n == 2_000
@@ -151,6 +161,44 @@ def test_a_borderline_image_samples_until_the_budget_cannot_decide() -> None:
         assert not betting.rejects(top + 2_000 - certificate.n, 2_000, m0, certificate.alpha)
     else:
         assert certificate.stop_reason == "target_certified" and certificate.radius >= 0.3
+
+
+def test_a_target_the_budget_will_hardly_reach_is_given_up_early() -> None:
+    """The same borderline image with the default futility: the predictive chance of a
+    certificate within the budget falls below 1% before the budget is spent."""
+    certificate = _certify(0.9, n=2_000, target_radius=0.3)
+    assert certificate.stop_reason == "target_unlikely"
+    assert certificate.n < 2_000
+    m0 = float(norm.cdf(0.3 / SIGMA))
+    top = certificate.top_counts[0].count
+    assert smoothing.chance_to_certify(top, certificate.n, 2_000, certificate.alpha, m0) < 0.01
+
+
+def test_the_chance_to_certify_is_the_beta_binomial_tail_of_what_the_budget_needs() -> None:
+    m0, alpha, budget = float(norm.cdf(1.0)), 0.001, 1_000
+    need = next(s for s in range(budget + 1) if betting.rejects(s, budget, m0, alpha))
+    assert not betting.rejects(need - 1, budget, m0, alpha)
+    n_a, n = 90, 100  # needs need - 90 of the other 900 successes
+    expected = stats.betabinom.sf(need - n_a - 1, budget - n, n_a + 1, n - n_a + 1)
+    got = smoothing.chance_to_certify(n_a, n, budget, alpha, m0)
+    assert math.isclose(got, expected, rel_tol=1e-12)
+    assert smoothing.chance_to_certify(need, need, budget, alpha, m0) == 1.0
+    assert smoothing.chance_to_certify(0, budget - need + 1, budget, alpha, m0) == 0.0
+    # More successes at the same n: a larger chance (a negative control for the direction).
+    assert smoothing.chance_to_certify(95, 100, budget, alpha, m0) > got
+
+
+def test_no_look_comes_before_a_unanimous_stream_could_certify() -> None:
+    alpha, target = 0.001, 0.25
+    earliest = smoothing.earliest_certification(target, SIGMA, alpha, 10_000)
+    m0 = float(norm.cdf(target / SIGMA)) + 1e-12
+    assert betting.rejects(earliest, earliest, m0, alpha)
+    assert not betting.rejects(earliest - 1, earliest - 1, m0, alpha)
+    assert smoothing.earliest_certification(target, SIGMA, alpha, earliest - 1) is None
+    certificate = _certify(1.0, n=10_000, target_radius=target)  # every vote for the candidate
+    assert certificate.stop_reason == "target_certified"
+    unit = CertifyParams.model_fields["look_every"].default
+    assert certificate.n == unit * -(-earliest // unit)  # the first look that can certify
 
 
 def test_without_a_target_it_stops_when_the_radius_has_converged() -> None:
@@ -212,12 +260,14 @@ def test_the_pipeline_bets_with_a_target_and_spends_alpha_without(
 
     monkeypatch.setattr(smoothing, "sequential_look", spy)
     certificate = _certify(0.9999, n=1000, target_radius=0.3)
-    assert plans == {smoothing.SequentialPlan.every(32, 1000, 0.001)}
+    earliest = smoothing.earliest_certification(0.3, SIGMA, 0.001, 1000)
+    first = 8 * -(-earliest // 8)  # the first whole chunk of look_every = 8 that can certify
+    assert plans == {smoothing.SequentialPlan.every(8, 1000, 0.001, first, futility=0.01)}
     assert certificate.stop_reason == "target_certified"
-    assert certificate.n == 96  # three chunks: not a doubling look (32, 64, 128, ...)
+    assert certificate.n == first  # not a doubling look (32, 64, 128, ...)
     plans.clear()
-    certificate = _certify(0.9999, n=1000, target_radius=0.3, first_look=50)
-    assert plans == {smoothing.SequentialPlan.every(50, 1000, 0.001)}
+    certificate = _certify(0.9999, n=1000, target_radius=0.3, first_look=50, look_every=10)
+    assert plans == {smoothing.SequentialPlan.every(10, 1000, 0.001, 50, futility=0.01)}
     plans.clear()
     certificate = _certify(0.8, n=1000)
     assert plans == {smoothing.SequentialPlan.doubling(32, 1000, 0.001)}
@@ -326,4 +376,4 @@ def test_a_certified_target_is_a_value_the_sequence_rejects_at_the_stop() -> Non
         n_a = next(c.count for c in certificate.top_counts if c.label == "a")
         assert betting.rejects(n_a, certificate.n, certificate.p_lower, certificate.alpha)
         assert certificate.radius == smoothing.radius_from_p_lower(certificate.p_lower, SIGMA)
-        assert certificate.radius >= target and certificate.n % 32 == 0
+        assert certificate.radius >= target and certificate.n % 8 == 0  # whole looks

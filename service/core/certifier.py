@@ -39,13 +39,16 @@ from service.core.results import (
 from service.core.votes import ChunkCounts, VoteStore, chunk_key
 from service.observability import current_request_id, span
 
-__all__ = ["Certifier", "ModelVersionChanged", "Progress", "Sampler", "chunk_size_for"]
+__all__ = [
+    "Certifier", "ModelVersionChanged", "Progress", "Sampler", "chunk_size_for", "sequential_plan",
+]  # fmt: skip
 
 Progress = Callable[[int, int], None]
 """Called with (samples done, samples planned) after every chunk."""
 
 _NOISE_FLOATS_PER_CHUNK = 1 << 25  # 128 MiB of float32 noise at most per chunk
 _TOP_COUNTS = 5
+_DEFAULT_FIRST_LOOK = 32  # cp-spending: few looks, each costs alpha
 
 
 def chunk_size_for(shape: tuple[int, ...]) -> int:
@@ -236,13 +239,7 @@ class Certifier:
         one (the largest radius within the budget): Clopper-Pearson alpha-spending at doubling
         looks, which gives slightly larger radii there.
         """
-        unit = min(params.first_look, chunk_size_for(tuple(image.shape)))
-        # looks are whole numbers of chunks
-        first = min(unit * -(-params.first_look // unit), params.n)
-        if params.target_radius is None:
-            plan = smoothing.SequentialPlan.doubling(first, params.n, params.alpha)
-        else:
-            plan = smoothing.SequentialPlan.every(unit, params.n, params.alpha, first)
+        plan, unit = sequential_plan(params, tuple(image.shape))
         chunks = self._chunks(image, digest, Phase.ESTIMATION, params.n, params, unit)
         look, drawn = 0, 0
         result: smoothing.CertifyResult | None = None
@@ -420,17 +417,46 @@ class _Tracker:
 def _stream_parts(params: CertifyParams, image: torch.Tensor) -> dict[str, object]:
     """What selects a certificate's noise and bound: requests that agree on these read one
     stream (and share one ledger position); any difference is a new stream."""
-    chunk = chunk_size_for(tuple(image.shape))
     parts: dict[str, object] = {"sigma": params.sigma, "candidate": params.candidate}
     if params.candidate == "noisy":
         parts["n0"] = params.n0
     if params.mode == "fixed":  # Clopper-Pearson holds at one n only
-        return {**parts, "bound": "clopper-pearson", "chunk": chunk, "n": params.n}
-    unit = min(params.first_look, chunk)
+        return {**parts, "bound": "clopper-pearson", "chunk": chunk_size_for(tuple(image.shape)),
+                "n": params.n}  # fmt: skip
+    unit = _look_unit(params, tuple(image.shape))
     if params.target_radius is None:  # alpha spent over one schedule of looks
         return {**parts, "bound": "cp-spending", "chunk": unit, "n": params.n,
-                "first_look": params.first_look}  # fmt: skip
+                "first_look": _first_look(params)}  # fmt: skip
     return {**parts, "bound": "betting", "chunk": unit}  # valid at every look of every length
+
+
+def sequential_plan(
+    params: CertifyParams, shape: tuple[int, ...]
+) -> tuple[smoothing.SequentialPlan, int]:
+    """The looks (and the chunk size under them) of a sequential certification of an image of
+    ``shape``: with a target, the betting sequence every ``look_every`` samples from the first
+    look where a unanimous stream could certify it; without one, cp-spending at doubling looks.
+    """
+    unit = _look_unit(params, shape)
+    if params.target_radius is None:
+        first = min(unit * -(-_first_look(params) // unit), params.n)  # whole chunks
+        return smoothing.SequentialPlan.doubling(first, params.n, params.alpha), unit
+    earliest = params.first_look or smoothing.earliest_certification(
+        params.target_radius, params.sigma, params.alpha, params.n
+    )  # None: not even the budget can certify it, which the first chunk shows
+    first = min(unit * -(-(earliest or unit) // unit), params.n)
+    plan = smoothing.SequentialPlan.every(unit, params.n, params.alpha, first, params.futility)
+    return plan, unit
+
+
+def _first_look(params: CertifyParams) -> int:
+    return params.first_look or _DEFAULT_FIRST_LOOK
+
+
+def _look_unit(params: CertifyParams, shape: tuple[int, ...]) -> int:
+    """The chunk size of a sequential plan: its looks fall on whole chunks."""
+    wanted = _first_look(params) if params.target_radius is None else params.look_every
+    return min(wanted, chunk_size_for(shape))
 
 
 def _key(label: object | None) -> str | None:

@@ -81,13 +81,25 @@ class CertifyParams(PredictParams):
         "fixed",
         description="'fixed': n samples, one bound; 'sequential': sample in rounds (up to n) "
         "with anytime-valid bounds and stop as soon as the answer is known — with a "
-        "target_radius a betting confidence sequence checked after every round, without one "
-        "Clopper-Pearson with alpha spread over looks at 2^k x first_look samples",
+        "target_radius a betting confidence sequence checked every look_every samples, without "
+        "one Clopper-Pearson with alpha spread over looks at 2^k x first_look samples",
     )
     target_radius: float | None = Field(
         None, gt=0, description="sequential: stop once this radius is certified or unreachable"
     )
-    first_look: int = Field(32, ge=1, le=100_000, description="sequential: samples at look 1")
+    first_look: int | None = Field(
+        None, ge=1, le=100_000, description="sequential: samples at look 1 (default: 32 without a "
+        "target; with one, the fewest with which a unanimous stream could certify it)",
+    )  # fmt: skip
+    look_every: int = Field(
+        8, ge=1, le=100_000, description="sequential with a target: samples between looks "
+        "(the betting bound holds at every look, so looking often only saves queries)",
+    )  # fmt: skip
+    futility: float = Field(
+        0.01, ge=0, lt=1, description="sequential with a target: stop (target_unlikely) once "
+        "the predictive chance that the budget certifies the target falls below this; 0 never "
+        "gives up early. Decides when to stop, never what is certified",
+    )  # fmt: skip
     tolerance: float = Field(
         0.02, gt=0, description="sequential without a target: stop when more samples could "
         "raise the radius by less than this"
@@ -99,7 +111,7 @@ class CertifyParams(PredictParams):
             raise ValueError("n0 must be at least 1 when the candidate comes from noisy samples")
         if self.mode == "fixed" and self.target_radius is not None:
             raise ValueError("target_radius needs mode='sequential'")
-        if self.mode == "sequential" and self.first_look > self.n:
+        if self.mode == "sequential" and (self.first_look or 0) > self.n:
             raise ValueError("first_look must not exceed n")
         return self
 
@@ -215,8 +227,8 @@ class Certificate(_Result):
     mode: Literal["fixed", "sequential"] = "fixed"
     stop_reason: str | None = Field(
         None,
-        description="sequential: target_certified, target_unreachable, converged, "
-        "budget_exhausted or no_candidate",
+        description="sequential: target_certified, target_unreachable, target_unlikely, "
+        "converged, budget_exhausted or no_candidate",
     )
     target_radius: float | None = None
     savings: Savings | None = Field(None, description="sequential: against the fixed-n plan")

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Literal, TypeVar
 
 from scipy.special import ndtr
-from scipy.stats import beta, binomtest, norm
+from scipy.stats import beta, betabinom, binomtest, norm
 
 from service.core import betting
 
@@ -40,6 +40,8 @@ __all__ = [
     "SequentialPlan",
     "SequentialStep",
     "certify",
+    "chance_to_certify",
+    "earliest_certification",
     "lower_confidence_bound",
     "max_certifiable_radius",
     "predict",
@@ -235,7 +237,8 @@ def _check_alpha(alpha: float) -> None:
 #   failures (also at alpha) only decides when to stop (target unreachable), never what is
 #   certified.
 #
-# Whatever rule decides to stop — target certified, target shown unreachable, budget spent — the
+# Whatever rule decides to stop — target certified, target shown unreachable, target unlikely
+# within the budget (a predictive chance below the plan's ``futility``), budget spent — the
 # certificate comes from bounds that hold simultaneously at every look, so it is wrong with
 # probability at most alpha: stopping early is not optional stopping of a fixed-n bound (trap 2)
 # because the bound was never fixed-n.
@@ -254,6 +257,9 @@ class SequentialPlan:
     looks: tuple[int, ...]
     alpha: float
     bound: SequentialBound = "cp-spending"
+    # Betting only: give up once the chance that the budget certifies the target is below this.
+    # It decides when to stop, never what is certified, so it costs power, not validity.
+    futility: float = 0.0
 
     @classmethod
     def doubling(cls, first: int, max_n: int, alpha: float) -> SequentialPlan:
@@ -269,16 +275,20 @@ class SequentialPlan:
         return cls(tuple(looks), alpha)
 
     @classmethod
-    def every(cls, unit: int, max_n: int, alpha: float, first: int | None = None) -> SequentialPlan:
+    def every(
+        cls, unit: int, max_n: int, alpha: float, first: int | None = None, futility: float = 0.0
+    ) -> SequentialPlan:
         """Betting, looking at ``first`` (default ``unit``) samples, then after every further
-        ``unit`` samples, and at ``max_n``."""
+        ``unit`` samples, and at ``max_n``; ``futility`` as in :func:`chance_to_certify`."""
         first = unit if first is None else first
         if unit < 1 or not 1 <= first <= max_n:
             raise ValueError(
                 f"need unit >= 1 and 1 <= first <= max_n (got {unit}, {first}, {max_n})"
             )
+        if not 0 <= futility < 1:
+            raise ValueError(f"futility must lie in [0, 1) (got {futility})")
         _check_alpha(alpha)
-        return cls((*range(first, max_n, unit), max_n), alpha, "betting")
+        return cls((*range(first, max_n, unit), max_n), alpha, "betting", futility)
 
     @property
     def alpha_per_look(self) -> float:
@@ -293,7 +303,8 @@ class SequentialStep:
 
     result: CertifyResult
     stop: bool
-    reason: str | None  # target_certified, target_unreachable, converged, budget_exhausted
+    # target_certified, target_unreachable, target_unlikely, converged, budget_exhausted
+    reason: str | None
 
 
 def sequential_look(
@@ -371,7 +382,50 @@ def _betting_look(
     budget = plan.looks[-1]  # could even a unanimous rest of the budget certify it?
     if below or (not last and not _betting_tests(n_a + budget - n, budget, alpha, m0)[0]):
         return SequentialStep(result, True, "target_unreachable")
+    if not last and chance_to_certify(n_a, n, budget, alpha, m0) < plan.futility:
+        return SequentialStep(result, True, "target_unlikely")
     return SequentialStep(result, last, "budget_exhausted" if last else None)
+
+
+def chance_to_certify(n_a: int, n: int, budget: int, alpha: float, m0: float) -> float:
+    """The predictive chance that the candidate's count at the budget reaches the fewest
+    successes with which the betting sequence rejects p_A <= m0 there: beta-binomial, from a
+    uniform prior on p_A updated with ``n_a`` of ``n``. Slightly below the chance that the
+    sequence certifies by the budget (it may also cross earlier), so a rule "stop below x"
+    gives up a little early rather than late. Only ever used to stop, never to certify.
+    """
+    need = _successes_needed(budget, alpha, m0) - n_a
+    rest = budget - n
+    if need <= 0:
+        return 1.0
+    if need > rest:
+        return 0.0
+    return float(betabinom.sf(need - 1, rest, n_a + 1, n - n_a + 1))
+
+
+def earliest_certification(
+    target_radius: float, sigma: float, alpha: float, max_n: int
+) -> int | None:
+    """The fewest samples with which a unanimous stream certifies ``target_radius`` (looks
+    before it cannot stop with a certificate); None when not even ``max_n`` can."""
+    m0 = min(float(ndtr(target_radius / sigma)) + _TARGET_MARGIN, 1.0)
+    if m0 >= 1.0 or not _betting_tests(max_n, max_n, alpha, m0)[0]:
+        return None
+    lo, hi = 0, max_n  # the log-capital of a unanimous stream grows with t: bisect
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if _betting_tests(mid, mid, alpha, m0)[0] else (mid, hi)
+    return hi
+
+
+@functools.lru_cache(maxsize=1 << 10)
+def _successes_needed(budget: int, alpha: float, m0: float) -> int:
+    """The fewest successes of ``budget`` with which the sequence rejects m0 (budget + 1: none)."""
+    lo, hi = -1, budget + 1  # rejects(s) is monotone in s: bisect
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if betting.rejects(mid, budget, m0, alpha) else (mid, hi)
+    return hi
 
 
 # Pure functions of the counts, memoised: the bisection costs ~1 ms, and counts recur (every

@@ -73,7 +73,9 @@ class CertifyOptions(PredictOptions, total=False):
     """The fields of ``POST /v1/certify`` besides the image."""
 
     candidate: Literal["noisy", "clean"] | None
-    first_look: int
+    first_look: int | None
+    futility: float
+    look_every: int
     mode: Literal["fixed", "sequential"]
     n0: int
     target_radius: float | None
