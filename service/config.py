@@ -42,6 +42,12 @@ class ApiKey(BaseModel):
     max_work_tflop: float | None = Field(
         None, gt=0, description="largest request of this key (TFLOP); default: the server's"
     )
+    monthly_usd: float | None = Field(
+        None,
+        ge=0,
+        description="USD of classifier queries per UTC calendar month (booked at the worst case "
+        "when a request is accepted, settled at what it paid); null: no limit",
+    )
 
 
 class Settings(BaseSettings):
@@ -137,7 +143,8 @@ class Settings(BaseSettings):
     vote_ttl_seconds: int = Field(7 * 24 * 3600, gt=0, description="how long votes are kept")
     api_keys: list[ApiKey] = Field(
         default_factory=list,
-        description='JSON list of {"name", "sha256", "daily_queries", "max_work_tflop"}; see '
+        description='JSON list of {"name", "sha256", "daily_queries", "monthly_usd", '
+        '"max_work_tflop"}; see '
         "`dsmooth new-api-key`",
     )
     requests_per_minute_per_key: int = Field(

@@ -30,11 +30,13 @@ from service.api.routes import (
     catalog,
     certify,
     demo,
+    estimate,
     health,
     jobs,
     keys,
     preview,
     problem_types,
+    usage,
 )
 from service.api.routes.openapi_bodies import EXTRA_SCHEMAS, form_schemas
 from service.api.services import Services
@@ -126,9 +128,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     routers = (
         certify.router,
+        estimate.router,
         preview.router,
         jobs.router,
         catalog.router,
+        usage.router,
         keys.router,
         health.router,
     )

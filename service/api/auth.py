@@ -1,4 +1,4 @@
-"""API keys, per-key daily query budgets and request rates.
+"""API keys, per-key daily query budgets, monthly spend limits and request rates.
 
 Keys are configured as SHA-256 hashes (``dsmooth new-api-key`` makes a key and its hash), compared
 in constant time. Open access exists only in development with no key configured.
@@ -14,7 +14,7 @@ import math
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from service.api.problems import ProblemError
 from service.config import ApiKey
@@ -23,12 +23,16 @@ __all__ = [
     "OPEN_ACCESS",
     "Authenticator",
     "Booking",
+    "BudgetRefusal",
     "DailyBudgets",
     "MemoryQuotas",
     "Principal",
     "Quotas",
     "RateLimits",
+    "UsageCounts",
     "hash_api_key",
+    "micro_usd",
+    "month_of",
 ]
 
 
@@ -37,6 +41,7 @@ class Principal:
     name: str
     daily_queries: int | None
     max_work_tflop: float | None = None  # this key's share of the work limit
+    monthly_usd: float | None = None  # USD of classifier queries per UTC month; None: no limit
 
 
 OPEN_ACCESS = Principal("anonymous", None)
@@ -70,7 +75,7 @@ class Authenticator:
                 match = key
         if match is None:
             raise _unauthorised("the API key is not valid")
-        return Principal(match.name, match.daily_queries, match.max_work_tflop)
+        return Principal(match.name, match.daily_queries, match.max_work_tflop, match.monthly_usd)
 
 
 def _unauthorised(detail: str) -> ProblemError:
@@ -83,17 +88,52 @@ def _unauthorised(detail: str) -> ProblemError:
     )
 
 
+BudgetRefusal = Literal["daily", "monthly"]
+"""Which limit a booking would have passed: the key's daily queries or its monthly dollars."""
+
+
+def micro_usd(queries: int, price_per_query: float) -> int:
+    """The price of ``queries`` in whole millionths of a dollar: spend is counted in integers,
+    so that booking and settling many requests adds up exactly (no float drift in Redis)."""
+    return round(queries * price_per_query * 1_000_000)
+
+
+def month_of(day: dt.date) -> str:
+    """The UTC calendar month a day's spend counts in, ``YYYY-MM``."""
+    return f"{day.year:04d}-{day.month:02d}"
+
+
 class Quotas(Protocol):
     """Where budgets and rates are counted: this process, or Redis for all replicas
-    (:class:`service.distributed.redis_quotas.RedisQuotas`)."""
+    (:class:`service.distributed.redis_quotas.RedisQuotas`).
 
-    async def book(self, name: str, day: dt.date, queries: int, limit: int | None) -> int | None:
-        """Book ``queries`` unless the total would pass ``limit``: the new total, or None."""
+    Each key has two counts that are booked and settled together: queries per UTC day, and
+    spend in millionths of a dollar per UTC month (the month of the day booked)."""
+
+    async def book(
+        self,
+        name: str,
+        day: dt.date,
+        queries: int,
+        limit: int | None,
+        micros: int = 0,
+        monthly_limit: int | None = None,
+    ) -> BudgetRefusal | None:
+        """Book ``queries`` on the day's count and ``micros`` on the month's, both or neither
+        (one atomic step): None when booked, else the limit the booking would have passed."""
         ...
 
-    async def unbook(self, name: str, day: dt.date, queries: int) -> None: ...
+    async def unbook(self, name: str, day: dt.date, queries: int, micros: int = 0) -> None:
+        """Give back queries to the day's count and micros to its month's (never below 0)."""
+        ...
 
-    async def spent(self, name: str, day: dt.date) -> int: ...
+    async def spent(self, name: str, day: dt.date) -> int:
+        """Queries booked on ``day``."""
+        ...
+
+    async def spent_micros(self, name: str, day: dt.date) -> int:
+        """Millionths of a dollar booked in the month of ``day``."""
+        ...
 
     async def take(self, name: str, per_minute: int) -> float:
         """One request at ``per_minute``: 0 when allowed, else the seconds to wait."""
@@ -105,21 +145,42 @@ class MemoryQuotas:
 
     def __init__(self) -> None:
         self._spent: dict[tuple[str, dt.date], int] = {}
+        self._micros: dict[tuple[str, str], int] = {}
         self._arrival: dict[str, float] = {}
 
-    async def book(self, name: str, day: dt.date, queries: int, limit: int | None) -> int | None:
+    async def book(
+        self,
+        name: str,
+        day: dt.date,
+        queries: int,
+        limit: int | None,
+        micros: int = 0,
+        monthly_limit: int | None = None,
+    ) -> BudgetRefusal | None:
         self._spent.pop((name, day - dt.timedelta(days=2)), None)
         total = self._spent.get((name, day), 0) + queries
         if limit is not None and total > limit:
-            return None
+            return "daily"
+        month = (name, month_of(day))
+        spend = self._micros.get(month, 0) + micros
+        if micros > 0 and monthly_limit is not None and spend > monthly_limit:
+            return "monthly"
         self._spent[(name, day)] = total
-        return total
+        if micros > 0:
+            self._micros[month] = spend
+        return None
 
-    async def unbook(self, name: str, day: dt.date, queries: int) -> None:
+    async def unbook(self, name: str, day: dt.date, queries: int, micros: int = 0) -> None:
         self._spent[(name, day)] = max(0, self._spent.get((name, day), 0) - queries)
+        if micros > 0:
+            month = (name, month_of(day))
+            self._micros[month] = max(0, self._micros.get(month, 0) - micros)
 
     async def spent(self, name: str, day: dt.date) -> int:
         return self._spent.get((name, day), 0)
+
+    async def spent_micros(self, name: str, day: dt.date) -> int:
+        return self._micros.get((name, month_of(day)), 0)
 
     async def take(self, name: str, per_minute: int) -> float:
         # The GCRA of the Redis script, on this process's monotonic clock.
@@ -134,35 +195,74 @@ class MemoryQuotas:
 
 @dataclass(frozen=True, slots=True)
 class Booking:
-    """Queries booked on one key's budget for one UTC day."""
+    """Queries booked on one key's budget for one UTC day, and their worst-case price on the
+    key's spend for that day's month (``price_per_query`` x ``queries``)."""
 
     key: str
     day: dt.date
     queries: int
+    price_per_query: float = 0.0
+
+    @property
+    def micros(self) -> int:
+        return micro_usd(self.queries, self.price_per_query)
 
     def to_json(self) -> str:
-        return json.dumps({"key": self.key, "day": self.day.isoformat(), "queries": self.queries})
+        return json.dumps(
+            {
+                "key": self.key,
+                "day": self.day.isoformat(),
+                "queries": self.queries,
+                "price_per_query": self.price_per_query,
+            }
+        )
 
     @classmethod
     def from_json(cls, text: str) -> Booking:
         fields = json.loads(text)
-        return cls(fields["key"], dt.date.fromisoformat(fields["day"]), int(fields["queries"]))
+        return cls(
+            fields["key"],
+            dt.date.fromisoformat(fields["day"]),
+            int(fields["queries"]),
+            float(fields.get("price_per_query", 0.0)),  # absent in records of older versions
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class UsageCounts:
+    """A key's counts now: today's queries and this month's spend, with their limits."""
+
+    key: str
+    day: dt.date
+    queries_today: int
+    daily_queries: int | None
+    spent_usd_this_month: float
+    monthly_usd: float | None
 
 
 class DailyBudgets:
-    """Queries booked per key per UTC day.
+    """Queries booked per key per UTC day, and dollars per key per UTC month.
 
-    A request books its planned queries before it starts (check and book are one step, so
-    concurrent requests cannot overdraw the budget, on one replica or many) and settles when
-    it ends: what it did not send is given back."""
+    A request books its planned queries (and their worst-case price) before it starts (check
+    and book are one step, so concurrent requests cannot overdraw either budget, on one replica
+    or many) and settles when it ends: what it did not send is given back."""
 
     def __init__(self, quotas: Quotas) -> None:
         self.quotas = quotas
 
-    async def reserve(self, principal: Principal, queries: int) -> Booking:
-        """Book ``queries`` for today, or refuse with 429 when the budget would be exceeded."""
+    async def reserve(
+        self, principal: Principal, queries: int, price_per_query: float = 0.0
+    ) -> Booking:
+        """Book ``queries`` for today and their price for this month, or refuse with 429 when
+        the daily query budget or the monthly spend limit would be exceeded."""
         day, limit = dt.datetime.now(dt.UTC).date(), principal.daily_queries
-        if await self.quotas.book(principal.name, day, queries, limit) is None:
+        booking = Booking(principal.name, day, queries, price_per_query)
+        monthly = principal.monthly_usd
+        monthly_limit = None if monthly is None else micro_usd(1, monthly)
+        refused = await self.quotas.book(
+            principal.name, day, queries, limit, booking.micros, monthly_limit
+        )
+        if refused == "daily":
             assert limit is not None
             spent = await self.quotas.spent(principal.name, day)
             raise ProblemError(
@@ -173,17 +273,45 @@ class DailyBudgets:
                 f"{max(0, limit - spent):,} left today (of {limit:,}); lower n or n0, or wait "
                 "until 00:00 UTC",
             )
-        return Booking(principal.name, day, queries)
+        if refused == "monthly":
+            assert monthly is not None
+            spent_usd = await self.quotas.spent_micros(principal.name, day) / 1_000_000
+            raise ProblemError(
+                status=429,
+                slug="monthly-spend-exhausted",
+                title="Monthly spend limit reached",
+                detail=f"this request may cost up to ${booking.micros / 1_000_000:,.4f} "
+                f"({queries:,} queries at ${price_per_query:g}) but the key has "
+                f"${max(0.0, monthly - spent_usd):,.4f} left this month (of ${monthly:,.2f}); "
+                "lower n or n0, use candidate='clean', or wait until the 1st, 00:00 UTC "
+                "(POST /v1/certify/estimate prices a request, GET /v1/usage shows the spend)",
+            )
+        return booking
 
-    async def settle(self, booking: Booking, spent: int) -> None:
+    async def settle(self, booking: Booking, spent: int, paid: int | None = None) -> None:
         """Give back what was booked but not sent (cached, stopped early, failed), on the day
-        it was booked."""
-        unsent = booking.queries - spent
-        if unsent > 0:
-            await self.quotas.unbook(booking.key, booking.day, unsent)
+        (and month) it was booked. ``paid``: the queries billed, for the dollars (the sent ones
+        less those that failed for good, as a certificate's ``cost``); default ``spent``."""
+        unsent = max(0, booking.queries - spent)
+        paid = spent if paid is None else min(paid, spent)
+        refund = booking.micros - micro_usd(max(0, paid), booking.price_per_query)
+        if unsent > 0 or refund > 0:
+            await self.quotas.unbook(booking.key, booking.day, unsent, max(0, refund))
 
     async def spent_today(self, principal: Principal) -> int:
         return await self.quotas.spent(principal.name, dt.datetime.now(dt.UTC).date())
+
+    async def usage(self, principal: Principal) -> UsageCounts:
+        """The key's queries today and spend this month (UTC), with its limits."""
+        day = dt.datetime.now(dt.UTC).date()
+        return UsageCounts(
+            key=principal.name,
+            day=day,
+            queries_today=await self.quotas.spent(principal.name, day),
+            daily_queries=principal.daily_queries,
+            spent_usd_this_month=await self.quotas.spent_micros(principal.name, day) / 1_000_000,
+            monthly_usd=principal.monthly_usd,
+        )
 
 
 class RateLimits:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import TypeVar
+from typing import Literal, TypeVar, overload
 
 import pydantic_core
 from fastapi import Request
@@ -19,6 +19,7 @@ from service.api.problems import MEDIA_TYPE, ProblemError, problem_body, shorten
 __all__ = ["BodySizeLimit", "read_image_request"]
 
 Options = TypeVar("Options", bound=BaseModel)
+URLENCODED = "application/x-www-form-urlencoded"
 
 
 def _too_large(limit: int) -> ProblemError:
@@ -31,29 +32,51 @@ def _too_large(limit: int) -> ProblemError:
     )
 
 
+@overload
 async def read_image_request(
-    request: Request, options: type[Options], max_image_bytes: int
-) -> tuple[Options, bytes]:
+    request: Request,
+    options: type[Options],
+    max_image_bytes: int,
+    *,
+    image_required: Literal[True] = True,
+) -> tuple[Options, bytes]: ...
+
+
+@overload
+async def read_image_request(
+    request: Request, options: type[Options], max_image_bytes: int, *, image_required: bool
+) -> tuple[Options, bytes | None]: ...
+
+
+async def read_image_request(
+    request: Request, options: type[Options], max_image_bytes: int, *, image_required: bool = True
+) -> tuple[Options, bytes | None]:
     """Parse ``options`` and the image bytes from a JSON or multipart body.
 
     The other fields are validated before the image is read, so a bad parameter is reported
-    without decoding megabytes first.
+    without decoding megabytes first. With ``image_required=False`` a body without an image
+    gives None (an image that is there is read and checked all the same).
     """
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type == "multipart/form-data":
+    image: bytes | None = None
+    # A form without a file (``curl -d``) is url-encoded: fine where no image is needed.
+    forms = ["multipart/form-data"] + ([] if image_required else [URLENCODED])
+    if content_type in forms:
         async with request.form(max_files=1, max_fields=32) as form:
             upload = form.get("image")
-            if not isinstance(upload, UploadFile):
+            if not isinstance(upload, UploadFile) and (image_required or upload is not None):
                 raise _missing_image("a file field named 'image'")
             parsed = _validate(options, {k: v for k, v in form.items() if k != "image"})
-            image = await upload.read(max_image_bytes + 1)
+            if isinstance(upload, UploadFile):
+                image = await upload.read(max_image_bytes + 1)
     elif content_type in ("application/json", ""):
         body = _json_object(await request.body())
         encoded = body.pop("image", None)
-        if not isinstance(encoded, str):
+        if not isinstance(encoded, str) and (image_required or encoded is not None):
             raise _missing_image("an 'image' field with the base64-encoded image")
         parsed = _validate(options, body)
-        image = _decode_base64(encoded)
+        if isinstance(encoded, str):
+            image = _decode_base64(encoded)
     else:
         raise ProblemError(
             status=415,
@@ -61,7 +84,7 @@ async def read_image_request(
             title="Unsupported content type",
             detail=f"send application/json or multipart/form-data, not {shorten(content_type)!r}",
         )
-    if len(image) > max_image_bytes:
+    if image is not None and len(image) > max_image_bytes:
         raise _too_large(max_image_bytes)
     return parsed, image
 

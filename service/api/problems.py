@@ -314,6 +314,13 @@ _TYPES = (
     ProblemType("daily-budget-exhausted", 429, "Daily query budget exhausted",
         "The request needs more classifier queries than the key has left today.",
         "Lower n or n0, or wait until 00:00 UTC."),
+    ProblemType("monthly-spend-exhausted", 429, "Monthly spend limit reached",
+        "The request could cost more (at its worst case: n0 + n queries at the classifier's "
+        "price) than the key has left of its monthly spend limit (`monthly_usd`). Requests are "
+        "booked at their worst case when accepted and settled at what they paid when they end.",
+        "Lower n or n0, use candidate='clean', wait for running requests to settle, or wait "
+        "until the 1st of the month, 00:00 UTC. POST /v1/certify/estimate prices a request; "
+        "GET /v1/usage shows the month's spend."),
     ProblemType("too-many-concurrent-requests", 429, "Too many concurrent requests",
         "The key has as many certifications, predictions or jobs running or waiting as it may.",
         "Wait for one to finish (or cancel a job), then retry after Retry-After."),

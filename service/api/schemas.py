@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
+from service.api.auth import UsageCounts
+from service.core.query_estimate import QueryEstimate
 from service.core.results import (
     SIGMA_MAX,
     CandidateSource,
@@ -17,8 +19,11 @@ from service.core.results import (
 )
 
 __all__ = [
+    "CertifyEstimateRequest",
     "CertifyOptions",
     "CertifyRequest",
+    "CostEstimate",
+    "EstimateModel",
     "JobOptions",
     "JobRequest",
     "PredictOptions",
@@ -26,6 +31,8 @@ __all__ = [
     "Preview",
     "PreviewOptions",
     "PreviewRequest",
+    "QueriesAtPA",
+    "Usage",
 ]
 
 
@@ -101,6 +108,15 @@ class CertifyRequest(CertifyOptions):
     image: str = _IMAGE_B64
 
 
+class CertifyEstimateRequest(CertifyOptions):
+    image: str | None = Field(
+        None,
+        description="optional: the image (base64, as for POST /v1/certify), checked like an "
+        "upload and never sent to the classifier; the sequential plan's looks depend on its size "
+        "only for images too large for 1,000 copies per chunk",
+    )
+
+
 class PredictRequest(PredictOptions):
     image: str = _IMAGE_B64
 
@@ -140,3 +156,173 @@ class Preview(StrictModel):
     denoised: list[str]
     sigma: float
     denoiser: ModelRef
+
+
+class QueriesAtPA(StrictModel):
+    """Where the plan stops when the candidate's true vote share is ``p_a``."""
+
+    p_a: float = Field(description="the candidate's probability under the noise")
+    weight: float = Field(description="its weight in the prior the expectation averages over")
+    queries: int = Field(description="selection + estimation queries on the expected vote path")
+    usd: float
+    stop_reason: str | None = Field(
+        description="sequential: why the plan stops there (as a certificate's stop_reason); "
+        "null for the fixed plan"
+    )
+
+
+class EstimateModel(StrictModel):
+    """How the expectation was computed. It is an estimate, not a quote: only the worst case is
+    a bound."""
+
+    estimate: Literal[True] = True
+    method: Literal["fixed-plan", "expected-vote-paths"] = Field(
+        description="fixed-plan: the expected queries are the worst case; expected-vote-paths: "
+        "the sequential plan run by the certifier's own stopping rule on round(p_A x samples) "
+        "votes for the candidate at every look, averaged over the prior"
+    )
+    summary: str
+    bound: Literal["cp-spending", "betting"] | None = Field(
+        description="the sequential plan's anytime-valid bound; null for the fixed plan"
+    )
+    looks: int = Field(description="looks of the plan (1 for the fixed plan)")
+    chunk: int | None = Field(
+        description="samples per chunk the plan was built with: from the image's size when "
+        "sent, else 1,000 (any image that fits); null for the fixed plan"
+    )
+    image_used: bool = Field(description="whether the image's size went into the plan")
+    alpha_per_look: float | None = Field(
+        description="the level of each look's bound, at the first ledger stream's share of "
+        "alpha (later streams of one image get less)"
+    )
+    prior: list[QueriesAtPA] = Field(
+        description="the prior over p_A (each with its weight) and the queries at each"
+    )
+
+
+class CostEstimate(StrictModel):
+    """What a certification would cost before anything runs: the worst case (what budgets,
+    max_cost and the key's limits are checked against) and the expectation. Free: the estimate
+    itself sends no query and books nothing."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "classifier": {"name": "azure", "version": "2024-02-01"},
+                    "price_per_query": 0.001,
+                    "mode": "sequential",
+                    "candidate": "clean",
+                    "worst_case_queries": 10001,
+                    "worst_case_usd": 10.001,
+                    "expected_queries": 191.4,
+                    "expected_usd": 0.1914,
+                    "model": {
+                        "estimate": True,
+                        "method": "expected-vote-paths",
+                        "summary": "an estimate, not a quote: ...",
+                        "bound": "betting",
+                        "looks": 313,
+                        "chunk": 1000,
+                        "image_used": False,
+                        "alpha_per_look": 0.000608,
+                        "prior": [
+                            {"p_a": 1.0, "weight": 0.25, "queries": 65, "usd": 0.065,
+                             "stop_reason": "target_certified"},
+                        ],
+                    },
+                }
+            ]
+        }
+    )  # fmt: skip
+
+    classifier: ModelRef
+    price_per_query: float = Field(description="USD per query (GET /v1/classifiers)")
+    mode: Literal["fixed", "sequential"]
+    candidate: CandidateSource = Field(description="the candidate source, default resolved")
+    worst_case_queries: int = Field(description="n0 + n, or 1 + n with candidate='clean'")
+    worst_case_usd: float = Field(description="worst_case_queries x price_per_query")
+    expected_queries: float = Field(description="the prior-weighted mean over model.prior")
+    expected_usd: float = Field(description="expected_queries x price_per_query")
+    model: EstimateModel
+
+    @classmethod
+    def of(
+        cls, found: QueryEstimate, params: CertifyParams, classifier: ModelRef, image: bool
+    ) -> CostEstimate:
+        return cls(
+            classifier=classifier,
+            price_per_query=found.price_per_query,
+            mode=params.mode,
+            candidate=params.candidate,
+            worst_case_queries=found.worst_case_queries,
+            worst_case_usd=found.worst_case_usd,
+            expected_queries=found.expected_queries,
+            expected_usd=found.expected_usd,
+            model=EstimateModel(
+                method="fixed-plan" if found.bound is None else "expected-vote-paths",
+                summary=found.summary,
+                bound=found.bound,
+                looks=found.looks,
+                chunk=found.chunk,
+                image_used=image and found.bound is not None,
+                alpha_per_look=found.alpha_per_look,
+                prior=[
+                    QueriesAtPA(
+                        p_a=path.p_a,
+                        weight=path.weight,
+                        queries=path.queries,
+                        usd=path.usd,
+                        stop_reason=path.stop_reason,
+                    )
+                    for path in found.paths
+                ],
+            ),
+        )
+
+
+class Usage(StrictModel):
+    """The calling key's counts now (UTC) and its limits."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "key": "alice", "day": "2026-11-30", "queries_today": 1101,
+                    "daily_queries": 100000, "queries_left_today": 98899, "month": "2026-11",
+                    "spent_usd_this_month": 12.5, "monthly_usd": 50.0,
+                    "usd_left_this_month": 37.5,
+                }
+            ]
+        }
+    )  # fmt: skip
+
+    key: str = Field(description="the key's name")
+    day: str = Field(description="today, UTC (YYYY-MM-DD)")
+    queries_today: int = Field(description="queries booked today (in-flight requests at their "
+                               "worst case until they settle)")  # fmt: skip
+    daily_queries: int | None = Field(description="the key's daily query budget; null: none")
+    queries_left_today: int | None
+    month: str = Field(description="this month, UTC (YYYY-MM)")
+    spent_usd_this_month: float = Field(
+        description="USD booked this month (in-flight requests at their worst case until they "
+        "settle)"
+    )
+    monthly_usd: float | None = Field(description="the key's monthly spend limit; null: none")
+    usd_left_this_month: float | None
+
+    @classmethod
+    def of(cls, counts: UsageCounts) -> Usage:
+        daily, monthly = counts.daily_queries, counts.monthly_usd
+        spent = round(counts.spent_usd_this_month, 6)
+        return cls(
+            key=counts.key,
+            day=counts.day.isoformat(),
+            queries_today=counts.queries_today,
+            daily_queries=daily,
+            queries_left_today=None if daily is None else max(0, daily - counts.queries_today),
+            month=f"{counts.day.year:04d}-{counts.day.month:02d}",
+            spent_usd_this_month=spent,
+            monthly_usd=monthly,
+            usd_left_this_month=None if monthly is None else round(max(0.0, monthly - spent), 6),
+        )

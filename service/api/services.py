@@ -38,15 +38,18 @@ from service.api.metrics import Metrics
 from service.api.problems import FieldError, Problem, ProblemError, domain_problem
 from service.api.schemas import (
     CertifyOptions,
+    CostEstimate,
     JobOptions,
     PredictOptions,
     Preview,
     PreviewOptions,
+    Usage,
 )
 from service.config import Settings
-from service.core.certifier import Certifier, ModelVersionChanged, Progress
+from service.core.certifier import Certifier, ModelVersionChanged, Progress, Sampler
 from service.core.ledger import InMemoryLedger, Ledger
 from service.core.noise import Chunk, Phase
+from service.core.query_estimate import estimate_queries, worst_case_queries
 from service.core.results import Certificate, CertifyParams, Prediction, PredictParams
 from service.core.signing import Signer
 from service.core.votes import InMemoryVoteStore, VoteStore
@@ -164,6 +167,39 @@ class Services:
         """Everything that can be refused before sampling — models, caps, the image, the work it
         costs, admission, the key's budget — in that order; the caller must hand the result to
         :meth:`certify`, :meth:`predict` or :meth:`finish`."""
+        denoiser, sampler, params, planned = self._plan(options)
+        image = await self._decode(image_bytes, self.settings.max_pixels)
+        await self._check_work(
+            sampler.classifier_ref.name, denoiser, image, planned, self._work_limit(principal)
+        )
+        warnings = self.catalog.warnings(
+            sampler.classifier_ref.name, denoiser, params.sigma, tuple(image.shape)
+        )
+        ticket = self.admission.admit(principal)
+        prepared = Prepared(
+            principal,
+            Certifier(sampler, self.settings.secret_bytes, self.store, self.ledger, warnings),
+            image,
+            params,
+            planned,
+            ticket,
+        )
+        try:
+            with redis_failures():  # a job taken over keeps the booking it was accepted with
+                prepared.booking = booking or await self.budgets.reserve(
+                    principal, planned, sampler.price_per_query
+                )
+        except BaseException:
+            ticket.release()
+            raise
+        return prepared
+
+    def _plan(
+        self, options: CertifyOptions | PredictOptions
+    ) -> tuple[str, Sampler, CertifyParams | PredictParams, int]:
+        """The request's models, parameters and worst-case queries, checked against the
+        classifier's cap, its ``budget`` and its ``max_cost``: (denoiser, sampler, params,
+        planned queries). Nothing is decoded, booked or sampled."""
         denoiser = self.catalog.denoiser_for(options.denoiser, options.sigma, options.classifier)
         sampler = self.catalog.sampler(options.classifier, denoiser, options.label_map)
         try:
@@ -172,7 +208,7 @@ class Services:
             raise RequestValidationError(exc.errors()) from exc
         planned = params.n
         if isinstance(params, CertifyParams):
-            planned += params.n0 if params.candidate == "noisy" else 1
+            planned = worst_case_queries(params)
         cap = self.catalog.max_n(sampler.classifier_ref.name)
         if planned > cap:
             raise _invalid("n", f"n0 + n = {planned:,} exceeds this classifier's cap of {cap:,}")
@@ -189,28 +225,38 @@ class Services:
                 f"the request may cost up to ${cost:.4f} ({planned:,} queries), "
                 f"over its max_cost of ${options.max_cost:.4f}; lower n or use mode='sequential'",
             )
-        image = await self._decode(image_bytes, self.settings.max_pixels)
-        limit = min(self.settings.max_work_tflop, principal.max_work_tflop or float("inf"))
-        await self._check_work(sampler.classifier_ref.name, denoiser, image, planned, limit)
-        warnings = self.catalog.warnings(
-            sampler.classifier_ref.name, denoiser, params.sigma, tuple(image.shape)
-        )
-        ticket = self.admission.admit(principal)
-        prepared = Prepared(
-            principal,
-            Certifier(sampler, self.settings.secret_bytes, self.store, self.ledger, warnings),
-            image,
-            params,
-            planned,
-            ticket,
-        )
-        try:
-            with redis_failures():  # a job taken over keeps the booking it was accepted with
-                prepared.booking = booking or await self.budgets.reserve(principal, planned)
-        except BaseException:
-            ticket.release()
-            raise
-        return prepared
+        return denoiser, sampler, params, planned
+
+    def _work_limit(self, principal: Principal) -> float:
+        return min(self.settings.max_work_tflop, principal.max_work_tflop or float("inf"))
+
+    async def estimate(
+        self, principal: Principal, options: CertifyOptions, image_bytes: bytes | None
+    ) -> CostEstimate:
+        """What certifying with ``options`` would cost, worst case and expected, refused for
+        the same reasons as :meth:`prepare` up to the work check; the image, where given, is
+        decoded and checked like an upload to certify (and sets the chunk size the sequential
+        plan depends on) but never sent anywhere. Books nothing, draws nothing."""
+        denoiser, sampler, params, _ = self._plan(options)
+        assert isinstance(params, CertifyParams)
+        shape = None
+        if image_bytes is not None:
+            image = await self._decode(image_bytes, self.settings.max_pixels)
+            await self._check_work(
+                sampler.classifier_ref.name,
+                denoiser,
+                image,
+                worst_case_queries(params),
+                self._work_limit(principal),
+            )
+            shape = tuple(image.shape)
+        found = await asyncio.to_thread(estimate_queries, params, sampler.price_per_query, shape)
+        return CostEstimate.of(found, params, sampler.classifier_ref, image=shape is not None)
+
+    async def usage(self, principal: Principal) -> Usage:
+        """The key's queries today and spend this month, with its limits."""
+        with redis_failures():
+            return Usage.of(await self.budgets.usage(principal))
 
     async def admit_rate(self, principal: Principal) -> None:
         """The key's request rate (429 when over), counted across replicas with Redis."""
@@ -323,16 +369,17 @@ class Services:
         prepared.resumed = True
         return self.job_runner(options.operation, prepared), lambda: self.finish(prepared)
 
-    async def finish(self, prepared: Prepared, spent: int = 0) -> None:
+    async def finish(self, prepared: Prepared, spent: int = 0, paid: int | None = None) -> None:
         """Release the request's admission ticket and settle its booking (idempotent): what it
-        did not spend goes back to the key's budget."""
+        did not spend goes back to the key's budget, and what it did not pay for (``paid``
+        queries billed, default ``spent``) to its monthly spend."""
         if prepared.settled:
             return
         prepared.settled = True
         prepared.ticket.release()
         if prepared.booking is not None:
             try:
-                await self.budgets.settle(prepared.booking, spent)
+                await self.budgets.settle(prepared.booking, spent, paid)
             except RedisError:  # the booking stays charged: the key loses, nobody gains
                 log.warning("could not settle a budget booking", exc_info=True)
 
@@ -353,7 +400,7 @@ class Services:
             if progress is not None:
                 progress(samples, planned)
 
-        spent = 0
+        spent, paid = 0, None
         try:
             async with prepared.ticket:
                 track(0, prepared.planned)  # holds a running slot now: no longer queued
@@ -361,6 +408,7 @@ class Services:
             # A job taken over pays for every query: the votes its first gateway drew come
             # from the store now, but they were drawn for it.
             spent = result.queries.total - (0 if prepared.resumed else result.queries.cached)
+            paid = spent - result.queries.failed  # failed for good: not billed (``cost``)
         except asyncio.CancelledError:
             # A job handed over at shutdown keeps its whole booking: the replica that takes it
             # over settles it once it has finished.
@@ -402,7 +450,7 @@ class Services:
                 headers={"Retry-After": "10"},
             ) from exc
         finally:
-            await asyncio.shield(self.finish(prepared, spent))
+            await asyncio.shield(self.finish(prepared, spent, paid))
         self.metrics.record(result)
         return result
 

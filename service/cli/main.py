@@ -349,10 +349,15 @@ def worker_health(name: str, within: float) -> None:
 @cli.command("new-api-key")
 @click.option("--name", required=True, help="who gets the key")
 @click.option("--daily-queries", type=click.IntRange(min=0), help="daily query budget")
-def new_api_key_command(name: str, daily_queries: int | None) -> None:
+@click.option(
+    "--monthly-usd", type=click.FloatRange(min=0), help="monthly spend limit on paid classifiers"
+)
+def new_api_key_command(name: str, daily_queries: int | None, monthly_usd: float | None) -> None:
     """Make an API key: give the key to its holder, put the JSON entry in DSMOOTH_API_KEYS."""
     key = new_api_key()
-    entry = ApiKey(name=name, sha256=hash_api_key(key), daily_queries=daily_queries)
+    entry = ApiKey(
+        name=name, sha256=hash_api_key(key), daily_queries=daily_queries, monthly_usd=monthly_usd
+    )
     click.echo(f"key (shown once): {key}")
     click.echo(f"DSMOOTH_API_KEYS entry: {entry.model_dump_json()}")
 

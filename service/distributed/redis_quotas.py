@@ -1,11 +1,14 @@
-"""Per-key daily budgets and request rates in Redis, so that every gateway replica counts against
-one figure: two replicas cannot let a 5,000-a-day key spend 10,000, and a restart resets nothing.
+"""Per-key daily budgets, monthly spend and request rates in Redis, so that every gateway replica
+counts against one figure: two replicas cannot let a 5,000-a-day key spend 10,000, and a restart
+resets nothing.
 
 Budgets are booked by one atomic script (check and book in one step: concurrent requests on
-different replicas cannot overdraw). Budget keys carry no TTL — under a ``volatile-*`` eviction
-policy only TTL keys (votes) may be evicted, and an evicted budget would be a free day — so each
-booking deletes the key's entry of two days before instead. Rate limits do carry a TTL: an
-evicted one only forgets part of one minute.
+different replicas cannot overdraw): the day's queries and the month's spend (integer millionths
+of a dollar) are booked together or not at all. Budget keys carry no TTL — under a ``volatile-*``
+eviction policy only TTL keys (votes) may be evicted, and an evicted budget would be a free day
+(an evicted spend count a free month) — so each booking deletes the key's entry of two days
+before, and of two months before, instead. Rate limits do carry a TTL: an evicted one only
+forgets part of one minute.
 """
 
 from __future__ import annotations
@@ -13,27 +16,44 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from redis.asyncio import Redis
 
 __all__ = ["RedisPacer", "RedisQuotas"]
 
+# KEYS: the day's queries, the stale day's, the month's micro-USD, the stale month's.
+# ARGV: queries, their limit (-1: none), micro-USD, their limit (-1: none).
+# Answers 0 (booked), 1 (over the daily queries: nothing booked), 2 (over the monthly spend).
 _BOOK = """
-local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
+redis.call('DEL', KEYS[2], KEYS[4])
 local queries, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
-redis.call('DEL', KEYS[2])
+local micros, monthly = tonumber(ARGV[3]), tonumber(ARGV[4])
+local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
 if limit >= 0 and spent + queries > limit then
-  return {0, spent}
+  return 1
 end
-return {1, redis.call('INCRBY', KEYS[1], queries)}
+if micros > 0 and monthly >= 0 then
+  local month = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if month + micros > monthly then
+    return 2
+  end
+end
+redis.call('INCRBY', KEYS[1], ARGV[1])
+if micros > 0 then
+  redis.call('INCRBY', KEYS[3], ARGV[3])
+end
+return 0
 """
 
+# KEYS: the day's queries, the month's micro-USD; ARGV: what goes back to each (never below 0).
 _UNBOOK = """
-local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
-local left = math.max(0, spent - tonumber(ARGV[1]))
-redis.call('SET', KEYS[1], left)
-return left
+for i = 1, 2 do
+  if tonumber(ARGV[i]) > 0 and redis.call('DECRBY', KEYS[i], ARGV[i]) < 0 then
+    redis.call('SET', KEYS[i], 0)
+  end
+end
+return 0
 """
 
 # GCRA (a leaky bucket as one timestamp): each request moves the key's "theoretical arrival
@@ -55,6 +75,16 @@ def _budget_key(name: str, day: dt.date) -> str:
     return f"dsmooth:budget:{{{name}}}:{day.isoformat()}"  # one hash slot per key name
 
 
+def _spend_key(name: str, day: dt.date) -> str:
+    """The micro-USD spent by ``name`` in the UTC month of ``day`` (the same hash slot)."""
+    return f"dsmooth:spend:{{{name}}}:{day.year:04d}-{day.month:02d}"
+
+
+def _two_months_before(day: dt.date) -> dt.date:
+    year, month = divmod(day.year * 12 + day.month - 1 - 2, 12)
+    return dt.date(year, month + 1, 1)
+
+
 class RedisQuotas:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
@@ -62,20 +92,42 @@ class RedisQuotas:
         self._unbook: Any = redis.register_script(_UNBOOK)
         self._take: Any = redis.register_script(_TAKE)
 
-    async def book(self, name: str, day: dt.date, queries: int, limit: int | None) -> int | None:
-        """Book ``queries`` on ``name``'s budget for ``day``: the new total, or None (nothing
-        booked) when that would pass ``limit``; then the caller reads :meth:`spent`."""
-        stale = _budget_key(name, day - dt.timedelta(days=2))
-        ok, total = await self._book(
-            keys=[_budget_key(name, day), stale], args=[queries, -1 if limit is None else limit]
-        )
-        return int(total) if ok else None
+    async def book(
+        self,
+        name: str,
+        day: dt.date,
+        queries: int,
+        limit: int | None,
+        micros: int = 0,
+        monthly_limit: int | None = None,
+    ) -> Literal["daily", "monthly"] | None:
+        """Book ``queries`` on ``name``'s budget for ``day`` and ``micros`` on its spend for the
+        month, both or neither: None when booked, else the limit that would be passed (then
+        the caller reads :meth:`spent` or :meth:`spent_micros`)."""
+        keys = [
+            _budget_key(name, day),
+            _budget_key(name, day - dt.timedelta(days=2)),
+            _spend_key(name, day),
+            _spend_key(name, _two_months_before(day)),
+        ]
+        args = [
+            queries,
+            -1 if limit is None else limit,
+            micros,
+            -1 if monthly_limit is None else monthly_limit,
+        ]
+        refused = int(await self._book(keys=keys, args=args))
+        return None if refused == 0 else "daily" if refused == 1 else "monthly"
 
-    async def unbook(self, name: str, day: dt.date, queries: int) -> None:
-        await self._unbook(keys=[_budget_key(name, day)], args=[queries])
+    async def unbook(self, name: str, day: dt.date, queries: int, micros: int = 0) -> None:
+        keys = [_budget_key(name, day), _spend_key(name, day)]
+        await self._unbook(keys=keys, args=[queries, micros])
 
     async def spent(self, name: str, day: dt.date) -> int:
         return int(await self.redis.get(_budget_key(name, day)) or 0)
+
+    async def spent_micros(self, name: str, day: dt.date) -> int:
+        return int(await self.redis.get(_spend_key(name, day)) or 0)
 
     async def take(self, name: str, per_minute: int) -> float:
         """One request of ``name`` at ``per_minute``: 0 when allowed, else seconds to wait."""

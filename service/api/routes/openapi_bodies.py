@@ -16,16 +16,24 @@ from typing import Any
 from pydantic import BaseModel
 
 from service.api.problems import Problem
-from service.api.schemas import CertifyRequest, JobRequest, PredictRequest, PreviewRequest
+from service.api.schemas import (
+    CertifyEstimateRequest,
+    CertifyRequest,
+    JobRequest,
+    PredictRequest,
+    PreviewRequest,
+)
 
 __all__ = [
     "CATALOG_PROBLEMS",
+    "ESTIMATE_PROBLEMS",
     "EXTRA_SCHEMAS",
     "FORMS",
     "JOB_PROBLEMS",
     "NEW_JOB_PROBLEMS",
     "PREVIEW_PROBLEMS",
     "SAMPLING_PROBLEMS",
+    "USAGE_PROBLEMS",
     "form_schemas",
     "image_body",
 ]
@@ -37,6 +45,7 @@ EXTRA_SCHEMAS: list[type[BaseModel]] = [
     PredictRequest,
     JobRequest,
     PreviewRequest,
+    CertifyEstimateRequest,
 ]
 # The problems each operation can answer with (``problem_responses`` documents them): a status
 # stands for all its registered types, a slug for one. 499 (the client went away) is never
@@ -44,16 +53,21 @@ EXTRA_SCHEMAS: list[type[BaseModel]] = [
 # Every route behind an API key: the key, its request rate (counted in Redis where configured).
 KEYED = ("unauthorised", "rate-limited", "backend-unavailable")
 CATALOG_PROBLEMS = KEYED
+USAGE_PROBLEMS = KEYED
 JOB_PROBLEMS = (*KEYED, "job-not-found")
 # Reading and checking an image request (read_image_request, Services.prepare) and admitting it.
 _PREPARED = (
     *KEYED, 400, 413, 415, 422,
-    "daily-budget-exhausted", "too-many-concurrent-requests", "server-busy", "vendor-unavailable",
+    "daily-budget-exhausted", "monthly-spend-exhausted", "too-many-concurrent-requests",
+    "server-busy", "vendor-unavailable",
 )  # fmt: skip
 # POST /v1/certify and /v1/predict also sample within the request (Services._run).
 SAMPLING_PROBLEMS = (*_PREPARED, 502, "no-workers", "vendor-model-changed")
 # POST /v1/jobs samples in the background: those failures land in the job's `error`.
 NEW_JOB_PROBLEMS = (*_PREPARED, "too-many-jobs")
+# POST /v1/certify/estimate: the checks of Services.prepare up to the work check (the image
+# optional); nothing is admitted, booked or sampled.
+ESTIMATE_PROBLEMS = (*KEYED, 400, 413, 415, 422, "vendor-unavailable")
 # POST /v1/preview: the denoiser alone, no classifier and no work check.
 PREVIEW_PROBLEMS = (
     *KEYED, 400, "upload-too-large", "image-too-large", 415,
@@ -90,7 +104,13 @@ def image_body(json_model: type[BaseModel]) -> dict[str, Any]:
 
 
 # The JSON request models whose multipart twins ``form_schemas`` derives.
-FORMS: list[type[BaseModel]] = [CertifyRequest, PredictRequest, JobRequest, PreviewRequest]
+FORMS: list[type[BaseModel]] = [
+    CertifyRequest,
+    PredictRequest,
+    JobRequest,
+    PreviewRequest,
+    CertifyEstimateRequest,
+]
 
 
 def _form_name(json_model: type[BaseModel]) -> str:
