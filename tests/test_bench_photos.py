@@ -118,5 +118,5 @@ def test_two_photos_end_to_end_local_and_through_google(tmp_path: Path) -> None:
     assert first["google"]["truth"] == first["google"]["clean_label_key"] == "/m/n01440764"
     assert {"local", "google"} == set(report["clean_accuracy"])
     markdown = out.with_suffix(".md").read_text()
-    assert "| paper | Azure (black-box) | 0.25 | 100 | 100 | 33 |" in markdown
+    assert "| paper | Azure (black-box) | 0.25 | 100 | 100 | - | - | - | - | - | 33 |" in markdown
     assert out.with_suffix(".png").stat().st_size > 10_000
