@@ -48,6 +48,8 @@ export type JobView = Schemas["JobView"];
 export type Problem = Schemas["Problem"];
 export type ClassifierInfo = Schemas["ClassifierInfo"];
 export type DenoiserInfo = Schemas["DenoiserInfo"];
+export type CostEstimate = Schemas["CostEstimate"];
+export type Usage = Schemas["Usage"];
 export type CertifyOptions = Partial<Omit<Schemas["CertifyRequest"], "image">>;
 export type PredictOptions = Partial<Omit<Schemas["PredictRequest"], "image">>;
 export type JobOptions = Partial<Omit<Schemas["JobRequest"], "image">>;
@@ -109,6 +111,20 @@ export class DsmoothClient {
   async certify(image: Uint8Array, options: CertifyOptions = {}): Promise<Certificate> {
     const body = { ...options, image: toBase64(image) };
     return unwrap(await this.raw.POST("/v1/certify", { body }));
+  }
+
+  /**
+   * What `certify` with these options would cost, worst case and expected, before anything
+   * runs (free: no query, nothing booked). The image is optional.
+   */
+  async estimate(image?: Uint8Array, options: CertifyOptions = {}): Promise<CostEstimate> {
+    const body = image === undefined ? { ...options } : { ...options, image: toBase64(image) };
+    return unwrap(await this.raw.POST("/v1/certify/estimate", { body }));
+  }
+
+  /** This key's queries today and spend this month, beside its limits. */
+  async usage(): Promise<Usage> {
+    return unwrap(await this.raw.GET("/v1/usage"));
   }
 
   /** PREDICT with abstention. */

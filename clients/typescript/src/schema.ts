@@ -88,6 +88,33 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/certify/estimate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Estimate Certify
+         * @description The worst-case and the expected queries and dollars of a `POST /v1/certify` with the same
+         *     fields, checked as that request would be (invalid fields, unknown models, caps, `budget`,
+         *     `max_cost`; with an image, its format, size and work). Free: it sends no query, books
+         *     nothing on the key's budgets and draws no noise.
+         *
+         *     The image is optional: a sequential plan's looks depend on its size only for images too
+         *     large for 1,000 copies per chunk. The expectation is an estimate (`model` says how it was
+         *     computed); the worst case is what budgets and limits are checked against.
+         */
+        post: operations["estimate_certify"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/classifiers": {
         parameters: {
             query?: never;
@@ -259,6 +286,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Usage
+         * @description The calling key's classifier queries booked today and USD booked this month (UTC), with
+         *     its daily query budget and monthly spend limit (null: none). Requests still running count
+         *     at their worst case until they settle.
+         */
+        get: operations["get_usage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -421,7 +470,7 @@ export interface components {
             signature?: components["schemas"]["Signature"] | null;
             /**
              * Stop Reason
-             * @description sequential: target_certified, target_unreachable, converged, budget_exhausted or no_candidate
+             * @description sequential: target_certified, target_unreachable, target_unlikely, converged, budget_exhausted or no_candidate
              */
             stop_reason?: string | null;
             /** Target Radius */
@@ -437,6 +486,215 @@ export interface components {
              * @description why the result may mean less than it seems, though it is valid: the image far from what the classifier was made for (size, shape), a denoiser trained for another sigma; empty when none
              */
             warnings?: string[];
+        };
+        /** CertifyEstimateForm */
+        CertifyEstimateForm: {
+            /**
+             * Alpha
+             * @description failure probability
+             * @default 0.001
+             */
+            alpha?: number;
+            /**
+             * Budget
+             * @description most classifier queries this request may spend
+             * @default null
+             */
+            budget?: number | null;
+            /**
+             * Candidate
+             * @description 'noisy': top class of n0 noisy samples; 'clean': the classifier's label on the clean image (one query). Default: clean for paid classifiers, noisy otherwise
+             * @default null
+             */
+            candidate?: ("noisy" | "clean") | null;
+            /**
+             * Classifier
+             * @description catalog name (GET /v1/classifiers)
+             * @default null
+             */
+            classifier?: string | null;
+            /**
+             * Denoiser
+             * @description catalog name (GET /v1/denoisers); default: the default denoiser, or its sibling trained for the requested sigma where one is served
+             * @default null
+             */
+            denoiser?: string | null;
+            /**
+             * First Look
+             * @description sequential: samples at look 1 (default: 32 without a target; with one, the fewest with which a unanimous stream could certify it)
+             * @default null
+             */
+            first_look?: number | null;
+            /**
+             * Futility
+             * @description sequential with a target: stop (target_unlikely) once the predictive chance that the budget certifies the target falls below this; 0 never gives up early. Decides when to stop, never what is certified
+             * @default 0.01
+             */
+            futility?: number;
+            /**
+             * Format: binary
+             * @description the image file (PNG, JPEG, WebP, BMP, GIF)
+             */
+            image?: string;
+            /** @description vendor label key -> class key, as a JSON object */
+            label_map?: string | null;
+            /**
+             * Look Every
+             * @description sequential with a target: samples between looks (the betting bound holds at every look, so looking often only saves queries)
+             * @default 8
+             */
+            look_every?: number;
+            /**
+             * Max Cost
+             * @description most USD this request may spend on classifier queries
+             * @default null
+             */
+            max_cost?: number | null;
+            /**
+             * Mode
+             * @description 'fixed': n samples, one bound; 'sequential': sample in rounds (up to n) with anytime-valid bounds and stop as soon as the answer is known — with a target_radius a betting confidence sequence checked every look_every samples, without one Clopper-Pearson with alpha spread over looks at 2^k x first_look samples
+             * @default fixed
+             * @enum {string}
+             */
+            mode?: "fixed" | "sequential";
+            /**
+             * N
+             * @description number of noisy samples
+             * @default 10000
+             */
+            n?: number;
+            /**
+             * N0
+             * @description selection samples (0 with 'clean')
+             * @default 100
+             */
+            n0?: number;
+            /**
+             * Sigma
+             * @description noise level in (0, 1] pixel units, on a grid of 1e-4 (0.2500001 is 0.25: sigma in the 7th decimal is no fresh chance at a certificate)
+             * @default 0.25
+             */
+            sigma?: number;
+            /**
+             * Target Radius
+             * @description sequential: stop once this radius is certified or unreachable
+             * @default null
+             */
+            target_radius?: number | null;
+            /**
+             * Tolerance
+             * @description sequential without a target: stop when more samples could raise the radius by less than this
+             * @default 0.02
+             */
+            tolerance?: number;
+        };
+        /** CertifyEstimateRequest */
+        CertifyEstimateRequest: {
+            /**
+             * Alpha
+             * @description failure probability
+             * @default 0.001
+             */
+            alpha?: number;
+            /**
+             * Budget
+             * @description most classifier queries this request may spend
+             * @default null
+             */
+            budget?: number | null;
+            /**
+             * Candidate
+             * @description 'noisy': top class of n0 noisy samples; 'clean': the classifier's label on the clean image (one query). Default: clean for paid classifiers, noisy otherwise
+             * @default null
+             */
+            candidate?: ("noisy" | "clean") | null;
+            /**
+             * Classifier
+             * @description catalog name (GET /v1/classifiers)
+             * @default null
+             */
+            classifier?: string | null;
+            /**
+             * Denoiser
+             * @description catalog name (GET /v1/denoisers); default: the default denoiser, or its sibling trained for the requested sigma where one is served
+             * @default null
+             */
+            denoiser?: string | null;
+            /**
+             * First Look
+             * @description sequential: samples at look 1 (default: 32 without a target; with one, the fewest with which a unanimous stream could certify it)
+             * @default null
+             */
+            first_look?: number | null;
+            /**
+             * Futility
+             * @description sequential with a target: stop (target_unlikely) once the predictive chance that the budget certifies the target falls below this; 0 never gives up early. Decides when to stop, never what is certified
+             * @default 0.01
+             */
+            futility?: number;
+            /**
+             * Image
+             * @description optional: the image (base64, as for POST /v1/certify), checked like an upload and never sent to the classifier; the sequential plan's looks depend on its size only for images too large for 1,000 copies per chunk
+             * @default null
+             */
+            image?: string | null;
+            /**
+             * Label Map
+             * @description vendor label key -> class key (synonyms into one class), fixed before sampling; a JSON object (a JSON string in multipart forms)
+             * @default null
+             */
+            label_map?: {
+                [key: string]: string;
+            } | null;
+            /**
+             * Look Every
+             * @description sequential with a target: samples between looks (the betting bound holds at every look, so looking often only saves queries)
+             * @default 8
+             */
+            look_every?: number;
+            /**
+             * Max Cost
+             * @description most USD this request may spend on classifier queries
+             * @default null
+             */
+            max_cost?: number | null;
+            /**
+             * Mode
+             * @description 'fixed': n samples, one bound; 'sequential': sample in rounds (up to n) with anytime-valid bounds and stop as soon as the answer is known — with a target_radius a betting confidence sequence checked every look_every samples, without one Clopper-Pearson with alpha spread over looks at 2^k x first_look samples
+             * @default fixed
+             * @enum {string}
+             */
+            mode?: "fixed" | "sequential";
+            /**
+             * N
+             * @description number of noisy samples
+             * @default 10000
+             */
+            n?: number;
+            /**
+             * N0
+             * @description selection samples (0 with 'clean')
+             * @default 100
+             */
+            n0?: number;
+            /**
+             * Sigma
+             * @description noise level in (0, 1] pixel units, on a grid of 1e-4 (0.2500001 is 0.25: sigma in the 7th decimal is no fresh chance at a certificate)
+             * @default 0.25
+             */
+            sigma?: number;
+            /**
+             * Target Radius
+             * @description sequential: stop once this radius is certified or unreachable
+             * @default null
+             */
+            target_radius?: number | null;
+            /**
+             * Tolerance
+             * @description sequential without a target: stop when more samples could raise the radius by less than this
+             * @default 0.02
+             */
+            tolerance?: number;
         };
         /** CertifyForm */
         CertifyForm: {
@@ -472,10 +730,16 @@ export interface components {
             denoiser?: string | null;
             /**
              * First Look
-             * @description sequential: samples at look 1
-             * @default 32
+             * @description sequential: samples at look 1 (default: 32 without a target; with one, the fewest with which a unanimous stream could certify it)
+             * @default null
              */
-            first_look?: number;
+            first_look?: number | null;
+            /**
+             * Futility
+             * @description sequential with a target: stop (target_unlikely) once the predictive chance that the budget certifies the target falls below this; 0 never gives up early. Decides when to stop, never what is certified
+             * @default 0.01
+             */
+            futility?: number;
             /**
              * Format: binary
              * @description the image file (PNG, JPEG, WebP, BMP, GIF)
@@ -484,6 +748,12 @@ export interface components {
             /** @description vendor label key -> class key, as a JSON object */
             label_map?: string | null;
             /**
+             * Look Every
+             * @description sequential with a target: samples between looks (the betting bound holds at every look, so looking often only saves queries)
+             * @default 8
+             */
+            look_every?: number;
+            /**
              * Max Cost
              * @description most USD this request may spend on classifier queries
              * @default null
@@ -491,7 +761,7 @@ export interface components {
             max_cost?: number | null;
             /**
              * Mode
-             * @description 'fixed': n samples, one bound; 'sequential': sample in rounds (up to n) with anytime-valid bounds and stop as soon as the answer is known — with a target_radius a betting confidence sequence checked after every round, without one Clopper-Pearson with alpha spread over looks at 2^k x first_look samples
+             * @description 'fixed': n samples, one bound; 'sequential': sample in rounds (up to n) with anytime-valid bounds and stop as soon as the answer is known — with a target_radius a betting confidence sequence checked every look_every samples, without one Clopper-Pearson with alpha spread over looks at 2^k x first_look samples
              * @default fixed
              * @enum {string}
              */
@@ -561,10 +831,16 @@ export interface components {
             denoiser?: string | null;
             /**
              * First Look
-             * @description sequential: samples at look 1
-             * @default 32
+             * @description sequential: samples at look 1 (default: 32 without a target; with one, the fewest with which a unanimous stream could certify it)
+             * @default null
              */
-            first_look?: number;
+            first_look?: number | null;
+            /**
+             * Futility
+             * @description sequential with a target: stop (target_unlikely) once the predictive chance that the budget certifies the target falls below this; 0 never gives up early. Decides when to stop, never what is certified
+             * @default 0.01
+             */
+            futility?: number;
             /**
              * Image
              * @description the image (PNG, JPEG, WebP, BMP, GIF), base64-encoded; a data: URL works too
@@ -579,6 +855,12 @@ export interface components {
                 [key: string]: string;
             } | null;
             /**
+             * Look Every
+             * @description sequential with a target: samples between looks (the betting bound holds at every look, so looking often only saves queries)
+             * @default 8
+             */
+            look_every?: number;
+            /**
              * Max Cost
              * @description most USD this request may spend on classifier queries
              * @default null
@@ -586,7 +868,7 @@ export interface components {
             max_cost?: number | null;
             /**
              * Mode
-             * @description 'fixed': n samples, one bound; 'sequential': sample in rounds (up to n) with anytime-valid bounds and stop as soon as the answer is known — with a target_radius a betting confidence sequence checked after every round, without one Clopper-Pearson with alpha spread over looks at 2^k x first_look samples
+             * @description 'fixed': n samples, one bound; 'sequential': sample in rounds (up to n) with anytime-valid bounds and stop as soon as the answer is known — with a target_radius a betting confidence sequence checked every look_every samples, without one Clopper-Pearson with alpha spread over looks at 2^k x first_look samples
              * @default fixed
              * @enum {string}
              */
@@ -689,6 +971,84 @@ export interface components {
             version: string;
         };
         /**
+         * CostEstimate
+         * @description What a certification would cost before anything runs: the worst case (what budgets,
+         *     max_cost and the key's limits are checked against) and the expectation. Free: the estimate
+         *     itself sends no query and books nothing.
+         * @example {
+         *       "candidate": "clean",
+         *       "classifier": {
+         *         "name": "azure",
+         *         "version": "2024-02-01"
+         *       },
+         *       "expected_queries": 191.4,
+         *       "expected_usd": 0.1914,
+         *       "mode": "sequential",
+         *       "model": {
+         *         "alpha_per_look": 0.000608,
+         *         "bound": "betting",
+         *         "chunk": 1000,
+         *         "estimate": true,
+         *         "image_used": false,
+         *         "looks": 313,
+         *         "method": "expected-vote-paths",
+         *         "prior": [
+         *           {
+         *             "p_a": 1,
+         *             "queries": 65,
+         *             "stop_reason": "target_certified",
+         *             "usd": 0.065,
+         *             "weight": 0.25
+         *           }
+         *         ],
+         *         "summary": "an estimate, not a quote: ..."
+         *       },
+         *       "price_per_query": 0.001,
+         *       "worst_case_queries": 10001,
+         *       "worst_case_usd": 10.001
+         *     }
+         */
+        CostEstimate: {
+            /**
+             * Candidate
+             * @description the candidate source, default resolved
+             * @enum {string}
+             */
+            candidate: "noisy" | "clean";
+            classifier: components["schemas"]["ModelRef"];
+            /**
+             * Expected Queries
+             * @description the prior-weighted mean over model.prior
+             */
+            expected_queries: number;
+            /**
+             * Expected Usd
+             * @description expected_queries x price_per_query
+             */
+            expected_usd: number;
+            /**
+             * Mode
+             * @enum {string}
+             */
+            mode: "fixed" | "sequential";
+            model: components["schemas"]["EstimateModel"];
+            /**
+             * Price Per Query
+             * @description USD per query (GET /v1/classifiers)
+             */
+            price_per_query: number;
+            /**
+             * Worst Case Queries
+             * @description n0 + n, or 1 + n with candidate='clean'
+             */
+            worst_case_queries: number;
+            /**
+             * Worst Case Usd
+             * @description worst_case_queries x price_per_query
+             */
+            worst_case_usd: number;
+        };
+        /**
          * DenoiserInfo
          * @example {
          *       "architecture": "unet",
@@ -715,6 +1075,57 @@ export interface components {
             sigma: number | null;
             /** Version */
             version: string;
+        };
+        /**
+         * EstimateModel
+         * @description How the expectation was computed. It is an estimate, not a quote: only the worst case is
+         *     a bound.
+         */
+        EstimateModel: {
+            /**
+             * Alpha Per Look
+             * @description the level of each look's bound, at the first ledger stream's share of alpha (later streams of one image get less)
+             */
+            alpha_per_look: number | null;
+            /**
+             * Bound
+             * @description the sequential plan's anytime-valid bound; null for the fixed plan
+             */
+            bound: ("cp-spending" | "betting") | null;
+            /**
+             * Chunk
+             * @description samples per chunk the plan was built with: from the image's size when sent, else 1,000 (any image that fits); null for the fixed plan
+             */
+            chunk: number | null;
+            /**
+             * Estimate
+             * @default true
+             * @constant
+             */
+            estimate?: true;
+            /**
+             * Image Used
+             * @description whether the image's size went into the plan
+             */
+            image_used: boolean;
+            /**
+             * Looks
+             * @description looks of the plan (1 for the fixed plan)
+             */
+            looks: number;
+            /**
+             * Method
+             * @description fixed-plan: the expected queries are the worst case; expected-vote-paths: the sequential plan run by the certifier's own stopping rule on round(p_A x samples) votes for the candidate at every look, averaged over the prior
+             * @enum {string}
+             */
+            method: "fixed-plan" | "expected-vote-paths";
+            /**
+             * Prior
+             * @description the prior over p_A (each with its weight) and the queries at each
+             */
+            prior: components["schemas"]["QueriesAtPA"][];
+            /** Summary */
+            summary: string;
         };
         /** FieldError */
         FieldError: {
@@ -781,10 +1192,16 @@ export interface components {
             denoiser?: string | null;
             /**
              * First Look
-             * @description sequential: samples at look 1
-             * @default 32
+             * @description sequential: samples at look 1 (default: 32 without a target; with one, the fewest with which a unanimous stream could certify it)
+             * @default null
              */
-            first_look?: number;
+            first_look?: number | null;
+            /**
+             * Futility
+             * @description sequential with a target: stop (target_unlikely) once the predictive chance that the budget certifies the target falls below this; 0 never gives up early. Decides when to stop, never what is certified
+             * @default 0.01
+             */
+            futility?: number;
             /**
              * Format: binary
              * @description the image file (PNG, JPEG, WebP, BMP, GIF)
@@ -793,6 +1210,12 @@ export interface components {
             /** @description vendor label key -> class key, as a JSON object */
             label_map?: string | null;
             /**
+             * Look Every
+             * @description sequential with a target: samples between looks (the betting bound holds at every look, so looking often only saves queries)
+             * @default 8
+             */
+            look_every?: number;
+            /**
              * Max Cost
              * @description most USD this request may spend on classifier queries
              * @default null
@@ -800,7 +1223,7 @@ export interface components {
             max_cost?: number | null;
             /**
              * Mode
-             * @description 'fixed': n samples, one bound; 'sequential': sample in rounds (up to n) with anytime-valid bounds and stop as soon as the answer is known — with a target_radius a betting confidence sequence checked after every round, without one Clopper-Pearson with alpha spread over looks at 2^k x first_look samples
+             * @description 'fixed': n samples, one bound; 'sequential': sample in rounds (up to n) with anytime-valid bounds and stop as soon as the answer is known — with a target_radius a betting confidence sequence checked every look_every samples, without one Clopper-Pearson with alpha spread over looks at 2^k x first_look samples
              * @default fixed
              * @enum {string}
              */
@@ -890,10 +1313,16 @@ export interface components {
             denoiser?: string | null;
             /**
              * First Look
-             * @description sequential: samples at look 1
-             * @default 32
+             * @description sequential: samples at look 1 (default: 32 without a target; with one, the fewest with which a unanimous stream could certify it)
+             * @default null
              */
-            first_look?: number;
+            first_look?: number | null;
+            /**
+             * Futility
+             * @description sequential with a target: stop (target_unlikely) once the predictive chance that the budget certifies the target falls below this; 0 never gives up early. Decides when to stop, never what is certified
+             * @default 0.01
+             */
+            futility?: number;
             /**
              * Image
              * @description the image (PNG, JPEG, WebP, BMP, GIF), base64-encoded; a data: URL works too
@@ -908,6 +1337,12 @@ export interface components {
                 [key: string]: string;
             } | null;
             /**
+             * Look Every
+             * @description sequential with a target: samples between looks (the betting bound holds at every look, so looking often only saves queries)
+             * @default 8
+             */
+            look_every?: number;
+            /**
              * Max Cost
              * @description most USD this request may spend on classifier queries
              * @default null
@@ -915,7 +1350,7 @@ export interface components {
             max_cost?: number | null;
             /**
              * Mode
-             * @description 'fixed': n samples, one bound; 'sequential': sample in rounds (up to n) with anytime-valid bounds and stop as soon as the answer is known — with a target_radius a betting confidence sequence checked after every round, without one Clopper-Pearson with alpha spread over looks at 2^k x first_look samples
+             * @description 'fixed': n samples, one bound; 'sequential': sample in rounds (up to n) with anytime-valid bounds and stop as soon as the answer is known — with a target_radius a betting confidence sequence checked every look_every samples, without one Clopper-Pearson with alpha spread over looks at 2^k x first_look samples
              * @default fixed
              * @enum {string}
              */
@@ -1403,6 +1838,34 @@ export interface components {
              */
             total: number;
         };
+        /**
+         * QueriesAtPA
+         * @description Where the plan stops when the candidate's true vote share is ``p_a``.
+         */
+        QueriesAtPA: {
+            /**
+             * P A
+             * @description the candidate's probability under the noise
+             */
+            p_a: number;
+            /**
+             * Queries
+             * @description selection + estimation queries on the expected vote path
+             */
+            queries: number;
+            /**
+             * Stop Reason
+             * @description sequential: why the plan stops there (as a certificate's stop_reason); null for the fixed plan
+             */
+            stop_reason: string | null;
+            /** Usd */
+            usd: number;
+            /**
+             * Weight
+             * @description its weight in the prior the expectation averages over
+             */
+            weight: number;
+        };
         /** Savings */
         Savings: {
             /**
@@ -1452,6 +1915,62 @@ export interface components {
             selection_s?: number;
             /** Total S */
             total_s: number;
+        };
+        /**
+         * Usage
+         * @description The calling key's counts now (UTC) and its limits.
+         * @example {
+         *       "daily_queries": 100000,
+         *       "day": "2026-11-30",
+         *       "key": "alice",
+         *       "month": "2026-11",
+         *       "monthly_usd": 50,
+         *       "queries_left_today": 98899,
+         *       "queries_today": 1101,
+         *       "spent_usd_this_month": 12.5,
+         *       "usd_left_this_month": 37.5
+         *     }
+         */
+        Usage: {
+            /**
+             * Daily Queries
+             * @description the key's daily query budget; null: none
+             */
+            daily_queries: number | null;
+            /**
+             * Day
+             * @description today, UTC (YYYY-MM-DD)
+             */
+            day: string;
+            /**
+             * Key
+             * @description the key's name
+             */
+            key: string;
+            /**
+             * Month
+             * @description this month, UTC (YYYY-MM)
+             */
+            month: string;
+            /**
+             * Monthly Usd
+             * @description the key's monthly spend limit; null: none
+             */
+            monthly_usd: number | null;
+            /** Queries Left Today */
+            queries_left_today: number | null;
+            /**
+             * Queries Today
+             * @description queries booked today (in-flight requests at their worst case until they settle)
+             */
+            queries_today: number;
+            /**
+             * Spent Usd This Month
+             * @description USD booked this month (in-flight requests at their worst case until they settle)
+             */
+            spent_usd_this_month: number;
+            /** Usd Left This Month */
+            usd_left_this_month: number | null;
         };
     };
     responses: never;
@@ -1663,7 +2182,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limit, budget or concurrency limit reached. Problem types: [`rate-limited`](/problems/rate-limited), [`daily-budget-exhausted`](/problems/daily-budget-exhausted), [`too-many-concurrent-requests`](/problems/too-many-concurrent-requests) */
+            /** @description Rate limit, budget or concurrency limit reached. Problem types: [`rate-limited`](/problems/rate-limited), [`daily-budget-exhausted`](/problems/daily-budget-exhausted), [`monthly-spend-exhausted`](/problems/monthly-spend-exhausted), [`too-many-concurrent-requests`](/problems/too-many-concurrent-requests) */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1702,6 +2221,180 @@ export interface operations {
                 };
             };
             /** @description Vote store, workers or vendor unavailable, the server busy, or the vendor's model changed. Problem types: [`backend-unavailable`](/problems/backend-unavailable), [`server-busy`](/problems/server-busy), [`vendor-unavailable`](/problems/vendor-unavailable), [`no-workers`](/problems/no-workers), [`vendor-model-changed`](/problems/vendor-model-changed) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "The vote store (Redis) or the stream workers failed.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 503,
+                     *       "title": "Backend unavailable",
+                     *       "type": "/problems/backend-unavailable"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    estimate_certify: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "image": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGNoaGgAAAMEAYFL09IQAAAAAElFTkSuQmCC",
+                 *       "n": 1000,
+                 *       "n0": 100,
+                 *       "sigma": 0.25
+                 *     }
+                 */
+                "application/json": components["schemas"]["CertifyEstimateRequest"];
+                /**
+                 * @example {
+                 *       "image": "(the image file: PNG, JPEG, WebP, BMP, GIF)",
+                 *       "n": 1000,
+                 *       "n0": 100,
+                 *       "sigma": 0.25
+                 *     }
+                 */
+                "multipart/form-data": components["schemas"]["CertifyEstimateForm"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CostEstimate"];
+                };
+            };
+            /** @description Malformed request body. Problem types: [`malformed-json`](/problems/malformed-json) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "The request body is not a JSON object (or not UTF-8).",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 400,
+                     *       "title": "Malformed JSON",
+                     *       "type": "/problems/malformed-json"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or wrong API key. Problem types: [`unauthorised`](/problems/unauthorised) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "The request carried no API key, or one this server does not know.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 401,
+                     *       "title": "Missing or wrong API key",
+                     *       "type": "/problems/unauthorised"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Upload or image too large. Problem types: [`upload-too-large`](/problems/upload-too-large), [`image-too-large`](/problems/image-too-large), [`image-too-large-for-models`](/problems/image-too-large-for-models) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "The image (or the whole body) is over the server's upload limit.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 413,
+                     *       "title": "Upload too large",
+                     *       "type": "/problems/upload-too-large"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not an accepted content type or image format. Problem types: [`unsupported-content-type`](/problems/unsupported-content-type), [`image-unsupported`](/problems/image-unsupported) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "The body is neither application/json nor multipart/form-data.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 415,
+                     *       "title": "Unsupported content type",
+                     *       "type": "/problems/unsupported-content-type"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid parameters, unknown model or undecodable image. Problem types: [`invalid-parameters`](/problems/invalid-parameters), [`image-empty`](/problems/image-empty), [`image-corrupt`](/problems/image-corrupt), [`unknown-classifier`](/problems/unknown-classifier), [`unknown-denoiser`](/problems/unknown-denoiser), [`no-denoiser-for-sigma`](/problems/no-denoiser-for-sigma), [`classifier-not-configured`](/problems/classifier-not-configured), [`work-too-large`](/problems/work-too-large) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "A parameter is missing, of the wrong type or out of range; `errors` names each.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 422,
+                     *       "title": "Invalid parameters",
+                     *       "type": "/problems/invalid-parameters"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limit, budget or concurrency limit reached. Problem types: [`rate-limited`](/problems/rate-limited) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "The key sent more requests per minute than it may.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 429,
+                     *       "title": "Too many requests",
+                     *       "type": "/problems/rate-limited"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Vote store, workers or vendor unavailable, the server busy, or the vendor's model changed. Problem types: [`backend-unavailable`](/problems/backend-unavailable), [`vendor-unavailable`](/problems/vendor-unavailable) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2015,7 +2708,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limit, budget or concurrency limit reached. Problem types: [`rate-limited`](/problems/rate-limited), [`daily-budget-exhausted`](/problems/daily-budget-exhausted), [`too-many-concurrent-requests`](/problems/too-many-concurrent-requests), [`too-many-jobs`](/problems/too-many-jobs) */
+            /** @description Rate limit, budget or concurrency limit reached. Problem types: [`rate-limited`](/problems/rate-limited), [`daily-budget-exhausted`](/problems/daily-budget-exhausted), [`monthly-spend-exhausted`](/problems/monthly-spend-exhausted), [`too-many-concurrent-requests`](/problems/too-many-concurrent-requests), [`too-many-jobs`](/problems/too-many-jobs) */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -2491,7 +3184,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limit, budget or concurrency limit reached. Problem types: [`rate-limited`](/problems/rate-limited), [`daily-budget-exhausted`](/problems/daily-budget-exhausted), [`too-many-concurrent-requests`](/problems/too-many-concurrent-requests) */
+            /** @description Rate limit, budget or concurrency limit reached. Problem types: [`rate-limited`](/problems/rate-limited), [`daily-budget-exhausted`](/problems/daily-budget-exhausted), [`monthly-spend-exhausted`](/problems/monthly-spend-exhausted), [`too-many-concurrent-requests`](/problems/too-many-concurrent-requests) */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -2756,6 +3449,83 @@ export interface operations {
                             [key: string]: unknown;
                         }[];
                     };
+                };
+            };
+        };
+    };
+    get_usage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Usage"];
+                };
+            };
+            /** @description Missing or wrong API key. Problem types: [`unauthorised`](/problems/unauthorised) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "The request carried no API key, or one this server does not know.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 401,
+                     *       "title": "Missing or wrong API key",
+                     *       "type": "/problems/unauthorised"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limit, budget or concurrency limit reached. Problem types: [`rate-limited`](/problems/rate-limited) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "The key sent more requests per minute than it may.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 429,
+                     *       "title": "Too many requests",
+                     *       "type": "/problems/rate-limited"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Vote store, workers or vendor unavailable, the server busy, or the vendor's model changed. Problem types: [`backend-unavailable`](/problems/backend-unavailable) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "detail": "The vote store (Redis) or the stream workers failed.",
+                     *       "instance": "/v1/...",
+                     *       "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                     *       "status": 503,
+                     *       "title": "Backend unavailable",
+                     *       "type": "/problems/backend-unavailable"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };

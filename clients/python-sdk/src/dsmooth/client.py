@@ -18,12 +18,15 @@ import httpx
 from attrs import define, field
 from dsmooth_client import AuthenticatedClient
 from dsmooth_client.api.catalog import list_classifiers, list_denoisers
-from dsmooth_client.api.certification import certify, predict, signing_keys
+from dsmooth_client.api.certification import certify, estimate_certify, predict, signing_keys
 from dsmooth_client.api.jobs import cancel_job, create_job, get_job
+from dsmooth_client.api.usage import get_usage
 from dsmooth_client.models import (
     Certificate,
+    CertifyEstimateRequest,
     CertifyRequest,
     ClassifierInfo,
+    CostEstimate,
     DenoiserInfo,
     JobRequest,
     JobState,
@@ -31,6 +34,7 @@ from dsmooth_client.models import (
     Prediction,
     PredictRequest,
     Problem,
+    Usage,
 )
 from dsmooth_client.types import Response
 
@@ -205,6 +209,21 @@ class DsmoothClient:
         """CERTIFY: the smoothed label and its certified L2 radius, signed."""
         body = CertifyRequest.from_dict({**options, "image": _encoded(image)})
         return SignedCertificate.from_json(_json(certify.sync_detailed(client=self.raw, body=body)))
+
+    def estimate(
+        self, image: ImageInput | None = None, **options: Unpack[CertifyOptions]
+    ) -> CostEstimate:
+        """What :meth:`certify` with these options would cost, worst case and expected, before
+        anything runs (free: no query, nothing booked). The image is optional."""
+        fields: dict[str, Any] = dict(options)
+        if image is not None:
+            fields["image"] = _encoded(image)
+        body = CertifyEstimateRequest.from_dict(fields)
+        return _parsed(estimate_certify.sync_detailed(client=self.raw, body=body))
+
+    def usage(self) -> Usage:
+        """This key's queries today and spend this month, beside its limits."""
+        return _parsed(get_usage.sync_detailed(client=self.raw))
 
     def predict(self, image: ImageInput, **options: Unpack[PredictOptions]) -> Prediction:
         """PREDICT with abstention."""

@@ -5,6 +5,13 @@ from .bound_kind import BoundKind
 from .certificate import Certificate
 from .certificate_candidate_source import CertificateCandidateSource
 from .certificate_mode import CertificateMode
+from .certify_estimate_form import CertifyEstimateForm
+from .certify_estimate_form_candidate_type_0 import CertifyEstimateFormCandidateType0
+from .certify_estimate_form_mode import CertifyEstimateFormMode
+from .certify_estimate_request import CertifyEstimateRequest
+from .certify_estimate_request_candidate_type_0 import CertifyEstimateRequestCandidateType0
+from .certify_estimate_request_label_map_type_0 import CertifyEstimateRequestLabelMapType0
+from .certify_estimate_request_mode import CertifyEstimateRequestMode
 from .certify_form import CertifyForm
 from .certify_form_candidate_type_0 import CertifyFormCandidateType0
 from .certify_form_mode import CertifyFormMode
@@ -13,7 +20,13 @@ from .certify_request_candidate_type_0 import CertifyRequestCandidateType0
 from .certify_request_label_map_type_0 import CertifyRequestLabelMapType0
 from .certify_request_mode import CertifyRequestMode
 from .classifier_info import ClassifierInfo
+from .cost_estimate import CostEstimate
+from .cost_estimate_candidate import CostEstimateCandidate
+from .cost_estimate_mode import CostEstimateMode
 from .denoiser_info import DenoiserInfo
+from .estimate_model import EstimateModel
+from .estimate_model_bound_type_0 import EstimateModelBoundType0
+from .estimate_model_method import EstimateModelMethod
 from .field_error import FieldError
 from .health import Health
 from .health_checks import HealthChecks
@@ -41,6 +54,7 @@ from .preview_form import PreviewForm
 from .preview_request import PreviewRequest
 from .problem import Problem
 from .queries import Queries
+from .queries_at_pa import QueriesAtPA
 from .savings import Savings
 from .signature import Signature
 from .signing_keys_response_signing_keys import SigningKeysResponseSigningKeys
@@ -50,6 +64,7 @@ from .signing_keys_response_signing_keys_additional_property_item import (
 from .stream_job_events_response_200 import StreamJobEventsResponse200
 from .stream_job_events_response_200_event import StreamJobEventsResponse200Event
 from .timings import Timings
+from .usage import Usage
 
 __all__ = (
     "Bound",
@@ -57,6 +72,13 @@ __all__ = (
     "Certificate",
     "CertificateCandidateSource",
     "CertificateMode",
+    "CertifyEstimateForm",
+    "CertifyEstimateFormCandidateType0",
+    "CertifyEstimateFormMode",
+    "CertifyEstimateRequest",
+    "CertifyEstimateRequestCandidateType0",
+    "CertifyEstimateRequestLabelMapType0",
+    "CertifyEstimateRequestMode",
     "CertifyForm",
     "CertifyFormCandidateType0",
     "CertifyFormMode",
@@ -65,7 +87,13 @@ __all__ = (
     "CertifyRequestLabelMapType0",
     "CertifyRequestMode",
     "ClassifierInfo",
+    "CostEstimate",
+    "CostEstimateCandidate",
+    "CostEstimateMode",
     "DenoiserInfo",
+    "EstimateModel",
+    "EstimateModelBoundType0",
+    "EstimateModelMethod",
     "FieldError",
     "Health",
     "HealthChecks",
@@ -93,6 +121,7 @@ __all__ = (
     "PreviewRequest",
     "Problem",
     "Queries",
+    "QueriesAtPA",
     "Savings",
     "Signature",
     "SigningKeysResponseSigningKeys",
@@ -100,4 +129,5 @@ __all__ = (
     "StreamJobEventsResponse200",
     "StreamJobEventsResponse200Event",
     "Timings",
+    "Usage",
 )

@@ -54,8 +54,8 @@ class Certificate:
         mode (CertificateMode | Unset):  Default: CertificateMode.FIXED.
         savings (None | Savings | Unset): sequential: against the fixed-n plan
         signature (None | Signature | Unset): null: not signed (see the CLI)
-        stop_reason (None | str | Unset): sequential: target_certified, target_unreachable, converged, budget_exhausted
-            or no_candidate
+        stop_reason (None | str | Unset): sequential: target_certified, target_unreachable, target_unlikely, converged,
+            budget_exhausted or no_candidate
         target_radius (float | None | Unset):
         warnings (list[str] | Unset): why the result may mean less than it seems, though it is valid: the image far from
             what the classifier was made for (size, shape), a denoiser trained for another sigma; empty when none

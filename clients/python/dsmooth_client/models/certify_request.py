@@ -28,14 +28,20 @@ class CertifyRequest:
         classifier (None | str | Unset): catalog name (GET /v1/classifiers)
         denoiser (None | str | Unset): catalog name (GET /v1/denoisers); default: the default denoiser, or its sibling
             trained for the requested sigma where one is served
-        first_look (int | Unset): sequential: samples at look 1 Default: 32.
+        first_look (int | None | Unset): sequential: samples at look 1 (default: 32 without a target; with one, the
+            fewest with which a unanimous stream could certify it)
+        futility (float | Unset): sequential with a target: stop (target_unlikely) once the predictive chance that the
+            budget certifies the target falls below this; 0 never gives up early. Decides when to stop, never what is
+            certified Default: 0.01.
         label_map (CertifyRequestLabelMapType0 | None | Unset): vendor label key -> class key (synonyms into one class),
             fixed before sampling; a JSON object (a JSON string in multipart forms)
+        look_every (int | Unset): sequential with a target: samples between looks (the betting bound holds at every
+            look, so looking often only saves queries) Default: 8.
         max_cost (float | None | Unset): most USD this request may spend on classifier queries
         mode (CertifyRequestMode | Unset): 'fixed': n samples, one bound; 'sequential': sample in rounds (up to n) with
             anytime-valid bounds and stop as soon as the answer is known — with a target_radius a betting confidence
-            sequence checked after every round, without one Clopper-Pearson with alpha spread over looks at 2^k x first_look
-            samples Default: CertifyRequestMode.FIXED.
+            sequence checked every look_every samples, without one Clopper-Pearson with alpha spread over looks at 2^k x
+            first_look samples Default: CertifyRequestMode.FIXED.
         n (int | Unset): number of noisy samples Default: 10000.
         n0 (int | Unset): selection samples (0 with 'clean') Default: 100.
         sigma (float | Unset): noise level in (0, 1] pixel units, on a grid of 1e-4 (0.2500001 is 0.25: sigma in the 7th
@@ -51,8 +57,10 @@ class CertifyRequest:
     candidate: CertifyRequestCandidateType0 | None | Unset = UNSET
     classifier: None | str | Unset = UNSET
     denoiser: None | str | Unset = UNSET
-    first_look: int | Unset = 32
+    first_look: int | None | Unset = UNSET
+    futility: float | Unset = 0.01
     label_map: CertifyRequestLabelMapType0 | None | Unset = UNSET
+    look_every: int | Unset = 8
     max_cost: float | None | Unset = UNSET
     mode: CertifyRequestMode | Unset = CertifyRequestMode.FIXED
     n: int | Unset = 10000
@@ -94,7 +102,13 @@ class CertifyRequest:
         else:
             denoiser = self.denoiser
 
-        first_look = self.first_look
+        first_look: int | None | Unset
+        if isinstance(self.first_look, Unset):
+            first_look = UNSET
+        else:
+            first_look = self.first_look
+
+        futility = self.futility
 
         label_map: dict[str, Any] | None | Unset
         if isinstance(self.label_map, Unset):
@@ -103,6 +117,8 @@ class CertifyRequest:
             label_map = self.label_map.to_dict()
         else:
             label_map = self.label_map
+
+        look_every = self.look_every
 
         max_cost: float | None | Unset
         if isinstance(self.max_cost, Unset):
@@ -147,8 +163,12 @@ class CertifyRequest:
             field_dict["denoiser"] = denoiser
         if first_look is not UNSET:
             field_dict["first_look"] = first_look
+        if futility is not UNSET:
+            field_dict["futility"] = futility
         if label_map is not UNSET:
             field_dict["label_map"] = label_map
+        if look_every is not UNSET:
+            field_dict["look_every"] = look_every
         if max_cost is not UNSET:
             field_dict["max_cost"] = max_cost
         if mode is not UNSET:
@@ -219,7 +239,16 @@ class CertifyRequest:
 
         denoiser = _parse_denoiser(d.pop("denoiser", UNSET))
 
-        first_look = d.pop("first_look", UNSET)
+        def _parse_first_look(data: object) -> int | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(int | None | Unset, data)
+
+        first_look = _parse_first_look(d.pop("first_look", UNSET))
+
+        futility = d.pop("futility", UNSET)
 
         def _parse_label_map(data: object) -> CertifyRequestLabelMapType0 | None | Unset:
             if data is None:
@@ -237,6 +266,8 @@ class CertifyRequest:
             return cast(CertifyRequestLabelMapType0 | None | Unset, data)
 
         label_map = _parse_label_map(d.pop("label_map", UNSET))
+
+        look_every = d.pop("look_every", UNSET)
 
         def _parse_max_cost(data: object) -> float | None | Unset:
             if data is None:
@@ -279,7 +310,9 @@ class CertifyRequest:
             classifier=classifier,
             denoiser=denoiser,
             first_look=first_look,
+            futility=futility,
             label_map=label_map,
+            look_every=look_every,
             max_cost=max_cost,
             mode=mode,
             n=n,

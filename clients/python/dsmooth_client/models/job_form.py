@@ -27,13 +27,19 @@ class JobForm:
         classifier (None | str | Unset): catalog name (GET /v1/classifiers)
         denoiser (None | str | Unset): catalog name (GET /v1/denoisers); default: the default denoiser, or its sibling
             trained for the requested sigma where one is served
-        first_look (int | Unset): sequential: samples at look 1 Default: 32.
+        first_look (int | None | Unset): sequential: samples at look 1 (default: 32 without a target; with one, the
+            fewest with which a unanimous stream could certify it)
+        futility (float | Unset): sequential with a target: stop (target_unlikely) once the predictive chance that the
+            budget certifies the target falls below this; 0 never gives up early. Decides when to stop, never what is
+            certified Default: 0.01.
         label_map (None | str | Unset): vendor label key -> class key, as a JSON object
+        look_every (int | Unset): sequential with a target: samples between looks (the betting bound holds at every
+            look, so looking often only saves queries) Default: 8.
         max_cost (float | None | Unset): most USD this request may spend on classifier queries
         mode (JobFormMode | Unset): 'fixed': n samples, one bound; 'sequential': sample in rounds (up to n) with
             anytime-valid bounds and stop as soon as the answer is known — with a target_radius a betting confidence
-            sequence checked after every round, without one Clopper-Pearson with alpha spread over looks at 2^k x first_look
-            samples Default: JobFormMode.FIXED.
+            sequence checked every look_every samples, without one Clopper-Pearson with alpha spread over looks at 2^k x
+            first_look samples Default: JobFormMode.FIXED.
         n (int | Unset): number of noisy samples Default: 10000.
         n0 (int | Unset): selection samples (0 with 'clean') Default: 100.
         operation (JobFormOperation | Unset): what the job runs Default: JobFormOperation.CERTIFY.
@@ -50,8 +56,10 @@ class JobForm:
     candidate: JobFormCandidateType0 | None | Unset = UNSET
     classifier: None | str | Unset = UNSET
     denoiser: None | str | Unset = UNSET
-    first_look: int | Unset = 32
+    first_look: int | None | Unset = UNSET
+    futility: float | Unset = 0.01
     label_map: None | str | Unset = UNSET
+    look_every: int | Unset = 8
     max_cost: float | None | Unset = UNSET
     mode: JobFormMode | Unset = JobFormMode.FIXED
     n: int | Unset = 10000
@@ -92,13 +100,21 @@ class JobForm:
         else:
             denoiser = self.denoiser
 
-        first_look = self.first_look
+        first_look: int | None | Unset
+        if isinstance(self.first_look, Unset):
+            first_look = UNSET
+        else:
+            first_look = self.first_look
+
+        futility = self.futility
 
         label_map: None | str | Unset
         if isinstance(self.label_map, Unset):
             label_map = UNSET
         else:
             label_map = self.label_map
+
+        look_every = self.look_every
 
         max_cost: float | None | Unset
         if isinstance(self.max_cost, Unset):
@@ -147,8 +163,12 @@ class JobForm:
             field_dict["denoiser"] = denoiser
         if first_look is not UNSET:
             field_dict["first_look"] = first_look
+        if futility is not UNSET:
+            field_dict["futility"] = futility
         if label_map is not UNSET:
             field_dict["label_map"] = label_map
+        if look_every is not UNSET:
+            field_dict["look_every"] = look_every
         if max_cost is not UNSET:
             field_dict["max_cost"] = max_cost
         if mode is not UNSET:
@@ -201,13 +221,22 @@ class JobForm:
                 files.append(("denoiser", (None, str(self.denoiser).encode(), "text/plain")))
 
         if not isinstance(self.first_look, Unset):
-            files.append(("first_look", (None, str(self.first_look).encode(), "text/plain")))
+            if isinstance(self.first_look, int):
+                files.append(("first_look", (None, str(self.first_look).encode(), "text/plain")))
+            else:
+                files.append(("first_look", (None, str(self.first_look).encode(), "text/plain")))
+
+        if not isinstance(self.futility, Unset):
+            files.append(("futility", (None, str(self.futility).encode(), "text/plain")))
 
         if not isinstance(self.label_map, Unset):
             if isinstance(self.label_map, str):
                 files.append(("label_map", (None, str(self.label_map).encode(), "text/plain")))
             else:
                 files.append(("label_map", (None, str(self.label_map).encode(), "text/plain")))
+
+        if not isinstance(self.look_every, Unset):
+            files.append(("look_every", (None, str(self.look_every).encode(), "text/plain")))
 
         if not isinstance(self.max_cost, Unset):
             if isinstance(self.max_cost, float):
@@ -292,7 +321,16 @@ class JobForm:
 
         denoiser = _parse_denoiser(d.pop("denoiser", UNSET))
 
-        first_look = d.pop("first_look", UNSET)
+        def _parse_first_look(data: object) -> int | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(int | None | Unset, data)
+
+        first_look = _parse_first_look(d.pop("first_look", UNSET))
+
+        futility = d.pop("futility", UNSET)
 
         def _parse_label_map(data: object) -> None | str | Unset:
             if data is None:
@@ -302,6 +340,8 @@ class JobForm:
             return cast(None | str | Unset, data)
 
         label_map = _parse_label_map(d.pop("label_map", UNSET))
+
+        look_every = d.pop("look_every", UNSET)
 
         def _parse_max_cost(data: object) -> float | None | Unset:
             if data is None:
@@ -351,7 +391,9 @@ class JobForm:
             classifier=classifier,
             denoiser=denoiser,
             first_look=first_look,
+            futility=futility,
             label_map=label_map,
+            look_every=look_every,
             max_cost=max_cost,
             mode=mode,
             n=n,

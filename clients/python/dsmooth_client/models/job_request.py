@@ -29,14 +29,20 @@ class JobRequest:
         classifier (None | str | Unset): catalog name (GET /v1/classifiers)
         denoiser (None | str | Unset): catalog name (GET /v1/denoisers); default: the default denoiser, or its sibling
             trained for the requested sigma where one is served
-        first_look (int | Unset): sequential: samples at look 1 Default: 32.
+        first_look (int | None | Unset): sequential: samples at look 1 (default: 32 without a target; with one, the
+            fewest with which a unanimous stream could certify it)
+        futility (float | Unset): sequential with a target: stop (target_unlikely) once the predictive chance that the
+            budget certifies the target falls below this; 0 never gives up early. Decides when to stop, never what is
+            certified Default: 0.01.
         label_map (JobRequestLabelMapType0 | None | Unset): vendor label key -> class key (synonyms into one class),
             fixed before sampling; a JSON object (a JSON string in multipart forms)
+        look_every (int | Unset): sequential with a target: samples between looks (the betting bound holds at every
+            look, so looking often only saves queries) Default: 8.
         max_cost (float | None | Unset): most USD this request may spend on classifier queries
         mode (JobRequestMode | Unset): 'fixed': n samples, one bound; 'sequential': sample in rounds (up to n) with
             anytime-valid bounds and stop as soon as the answer is known — with a target_radius a betting confidence
-            sequence checked after every round, without one Clopper-Pearson with alpha spread over looks at 2^k x first_look
-            samples Default: JobRequestMode.FIXED.
+            sequence checked every look_every samples, without one Clopper-Pearson with alpha spread over looks at 2^k x
+            first_look samples Default: JobRequestMode.FIXED.
         n (int | Unset): number of noisy samples Default: 10000.
         n0 (int | Unset): selection samples (0 with 'clean') Default: 100.
         operation (JobRequestOperation | Unset): what the job runs Default: JobRequestOperation.CERTIFY.
@@ -53,8 +59,10 @@ class JobRequest:
     candidate: JobRequestCandidateType0 | None | Unset = UNSET
     classifier: None | str | Unset = UNSET
     denoiser: None | str | Unset = UNSET
-    first_look: int | Unset = 32
+    first_look: int | None | Unset = UNSET
+    futility: float | Unset = 0.01
     label_map: JobRequestLabelMapType0 | None | Unset = UNSET
+    look_every: int | Unset = 8
     max_cost: float | None | Unset = UNSET
     mode: JobRequestMode | Unset = JobRequestMode.FIXED
     n: int | Unset = 10000
@@ -97,7 +105,13 @@ class JobRequest:
         else:
             denoiser = self.denoiser
 
-        first_look = self.first_look
+        first_look: int | None | Unset
+        if isinstance(self.first_look, Unset):
+            first_look = UNSET
+        else:
+            first_look = self.first_look
+
+        futility = self.futility
 
         label_map: dict[str, Any] | None | Unset
         if isinstance(self.label_map, Unset):
@@ -106,6 +120,8 @@ class JobRequest:
             label_map = self.label_map.to_dict()
         else:
             label_map = self.label_map
+
+        look_every = self.look_every
 
         max_cost: float | None | Unset
         if isinstance(self.max_cost, Unset):
@@ -154,8 +170,12 @@ class JobRequest:
             field_dict["denoiser"] = denoiser
         if first_look is not UNSET:
             field_dict["first_look"] = first_look
+        if futility is not UNSET:
+            field_dict["futility"] = futility
         if label_map is not UNSET:
             field_dict["label_map"] = label_map
+        if look_every is not UNSET:
+            field_dict["look_every"] = look_every
         if max_cost is not UNSET:
             field_dict["max_cost"] = max_cost
         if mode is not UNSET:
@@ -228,7 +248,16 @@ class JobRequest:
 
         denoiser = _parse_denoiser(d.pop("denoiser", UNSET))
 
-        first_look = d.pop("first_look", UNSET)
+        def _parse_first_look(data: object) -> int | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(int | None | Unset, data)
+
+        first_look = _parse_first_look(d.pop("first_look", UNSET))
+
+        futility = d.pop("futility", UNSET)
 
         def _parse_label_map(data: object) -> JobRequestLabelMapType0 | None | Unset:
             if data is None:
@@ -246,6 +275,8 @@ class JobRequest:
             return cast(JobRequestLabelMapType0 | None | Unset, data)
 
         label_map = _parse_label_map(d.pop("label_map", UNSET))
+
+        look_every = d.pop("look_every", UNSET)
 
         def _parse_max_cost(data: object) -> float | None | Unset:
             if data is None:
@@ -295,7 +326,9 @@ class JobRequest:
             classifier=classifier,
             denoiser=denoiser,
             first_look=first_look,
+            futility=futility,
             label_map=label_map,
+            look_every=look_every,
             max_cost=max_cost,
             mode=mode,
             n=n,

@@ -1,0 +1,9 @@
+from enum import StrEnum
+
+
+class CertifyEstimateRequestMode(StrEnum):
+    FIXED = "fixed"
+    SEQUENTIAL = "sequential"
+
+    def __str__(self) -> str:
+        return str(self.value)
