@@ -29,6 +29,7 @@ from service.core.results import CertifyParams
 from service.distributed.redis_quotas import RedisQuotas
 from service.distributed.redis_store import connect_redis
 from service.testing.fakes.common import FakeState
+from service.testing.live_server import live_server
 from tests.test_adapters import photos
 from tests.test_remote import vendor_env
 
@@ -187,6 +188,28 @@ async def test_estimate_refuses_what_certify_refuses(classifier_spec: str) -> No
             "/v1/certify/estimate", json={"n": 10}, headers={"X-API-Key": "wrong"}
         )
         assert unkeyed.status_code == 401
+
+
+@pytest.mark.subprocess
+def test_the_python_sdk_estimates_and_reads_usage(
+    classifier_spec: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.syspath_prepend(str(root / "clients/python"))
+    monkeypatch.syspath_prepend(str(root / "clients/python-sdk/src"))
+    from dsmooth import DsmoothClient
+
+    with (
+        live_server(create_app(_settings(classifier_spec, daily_queries=5000))) as url,
+        DsmoothClient(url, api_key=KEY) as client,
+    ):
+        found = client.estimate(photos(1)[0], n0=100, n=1000, mode="sequential")
+        assert found.worst_case_queries == 1100
+        assert found.expected_queries <= found.worst_case_queries
+        assert found.model.estimate is True
+        usage = client.usage()
+        assert usage.key == "alice" and usage.queries_today == 0
+        assert usage.daily_queries == 5000 and usage.queries_left_today == 5000
 
 
 def test_expected_queries_follow_the_prior_and_stay_below_the_worst_case() -> None:
