@@ -9,8 +9,10 @@ plan reads another's votes or pays for another's ledger position):
 - ``betting-32``: clean candidate + the betting sequence looked at every 32 samples, never
   giving up before the budget shows the target out of reach (the default before #24);
 - ``betting-8``: the same, looked at every 8 samples from the first look that could certify;
-- ``default``: the service's defaults — ``betting-8`` that also stops once the predictive chance
-  of certifying within the budget is below 1% (``futility``).
+- ``default``: the service's default where queries are paid (a vendor API) — ``betting-8``
+  that also stops once the predictive chance of certifying within the budget is below 1%
+  (``futility``). Sent explicitly, so the local CIFAR-10 model (free queries, whose default
+  looks every 32) is measured as if it were paid.
 
 Reported per (setting, sigma, r, plan): the certified fraction (right label and radius >= r),
 mean / median / p90 queries per image, the ratio of the fixed plan's queries to the mean, and
@@ -65,8 +67,8 @@ FIXED_N0 = 100
 # Sequential plans: the fields each sends besides the target (the service's defaults otherwise).
 SEQUENTIAL: dict[str, dict[str, str]] = {
     "betting-32": {"first_look": "32", "look_every": "32", "futility": "0"},
-    "betting-8": {"futility": "0"},
-    "default": {},
+    "betting-8": {"look_every": "8", "futility": "0"},
+    "default": {"look_every": "8", "futility": "0.01"},
 }
 PLANS = ("fixed", *SEQUENTIAL)
 PRICES = {  # USD per query, list prices (the adapters' own)

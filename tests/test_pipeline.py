@@ -157,9 +157,21 @@ def test_progress_reports_every_planned_sample(conv_classifier, image) -> None:
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
 
 
+def test_a_photo_reports_progress_every_twenty_copies() -> None:
+    worker = LocalSampler(no_denoiser(), threshold_classifier(0.99, 0.5, 0.25), device="cpu")
+    seen: list[int] = []
+    photo = torch.full((3, 224, 224), 0.5)
+    asyncio.run(
+        Certifier(worker, SECRET).certify(
+            photo, CertifyParams(sigma=0.25, n0=20, n=100), lambda d, p: seen.append(d)
+        )
+    )
+    assert seen == list(range(20, 121, 20))  # not once at the end of a 120-copy chunk
+
+
 def test_large_images_get_smaller_chunks() -> None:
     assert chunk_size_for((3, 32, 32)) == 1000
-    assert chunk_size_for((3, 224, 224)) < 1000
+    assert chunk_size_for((3, 224, 224)) == 20  # progress every 20 copies of a photo
     assert chunk_size_for((3, 8000, 8000)) == 1
 
 

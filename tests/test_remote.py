@@ -296,7 +296,8 @@ async def test_paid_classifiers_default_to_the_clean_candidate_and_sequential_sa
     assert response.status_code == 200, response.text
     certificate = response.json()
     assert certificate["candidate_source"] == "clean" and certificate["n0"] == 0
-    assert certificate["stop_reason"] in {"target_certified", "target_unreachable"}
+    assert certificate["stop_reason"] in {"target_certified", "target_unreachable",
+                                          "target_unlikely"}  # fmt: skip
     assert certificate["queries"]["total"] == certificate["n"] + 1 == fake.images
     savings = certificate["savings"]
     assert savings["fixed_n_queries"] == 2100

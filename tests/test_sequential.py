@@ -13,7 +13,7 @@ from scipy.stats import norm
 
 from service.core import betting, smoothing
 from service.core.certifier import Certifier
-from service.core.results import Certificate, CertifyParams
+from service.core.results import LOOK_EVERY_FREE, LOOK_EVERY_PAID, Certificate, CertifyParams
 from service.core.votes import InMemoryVoteStore
 from service.execution.local import LocalSampler
 from tests.models import no_denoiser, threshold_classifier
@@ -145,7 +145,7 @@ def test_an_unreachable_target_stops_early() -> None:
 def test_a_target_beyond_any_count_of_the_budget_stops_at_the_first_chunk() -> None:
     certificate = _certify(1.0, n=300, target_radius=0.5)  # needs ~345 unanimous votes
     assert certificate.stop_reason == "target_unreachable"
-    assert certificate.n == CertifyParams.model_fields["look_every"].default
+    assert certificate.n == LOOK_EVERY_FREE  # a local model's first chunk
 
 
 def test_a_borderline_image_samples_until_the_budget_cannot_decide() -> None:
@@ -186,6 +186,20 @@ def test_the_chance_to_certify_is_the_beta_binomial_tail_of_what_the_budget_need
     assert smoothing.chance_to_certify(0, budget - need + 1, budget, alpha, m0) == 0.0
     # More successes at the same n: a larger chance (a negative control for the direction).
     assert smoothing.chance_to_certify(95, 100, budget, alpha, m0) > got
+    # Past 20,000 samples to go, the normal approximation of the same tail.
+    big = 100_000
+    lo, hi = 0, big  # the fewest successes of `big` that reject m0, by bisection
+    while hi - lo > 1:
+        lo, hi = (
+            (lo, (lo + hi) // 2)
+            if betting.rejects((lo + hi) // 2, big, m0, alpha)
+            else ((lo + hi) // 2, hi)
+        )
+    need = hi
+    for n_a in (860, 870, 880):
+        exact = stats.betabinom.sf(need - n_a - 1, big - 1_000, n_a + 1, 1_000 - n_a + 1)
+        approx = smoothing.chance_to_certify(n_a, 1_000, big, alpha, m0)
+        assert abs(approx - exact) < 0.01
 
 
 def test_no_look_comes_before_a_unanimous_stream_could_certify() -> None:
@@ -195,10 +209,19 @@ def test_no_look_comes_before_a_unanimous_stream_could_certify() -> None:
     assert betting.rejects(earliest, earliest, m0, alpha)
     assert not betting.rejects(earliest - 1, earliest - 1, m0, alpha)
     assert smoothing.earliest_certification(target, SIGMA, alpha, earliest - 1) is None
-    certificate = _certify(1.0, n=10_000, target_radius=target)  # every vote for the candidate
-    assert certificate.stop_reason == "target_certified"
-    unit = CertifyParams.model_fields["look_every"].default
-    assert certificate.n == unit * -(-earliest // unit)  # the first look that can certify
+    for unit in (LOOK_EVERY_PAID, LOOK_EVERY_FREE):  # every vote for the candidate
+        certificate = _certify(1.0, n=10_000, target_radius=target, look_every=unit)
+        assert certificate.stop_reason == "target_certified"
+        assert certificate.n == unit * -(-earliest // unit)  # the first look that can certify
+
+
+def test_looks_come_every_8_samples_where_queries_are_paid_and_32_where_free() -> None:
+    params = CertifyParams(sigma=SIGMA, mode="sequential", candidate="clean", n0=0)
+    assert params.look_every is None
+    assert params.for_queries(paid=True).look_every == LOOK_EVERY_PAID == 8
+    assert params.for_queries(paid=False).look_every == LOOK_EVERY_FREE == 32
+    chosen = params.model_copy(update={"look_every": 100})
+    assert chosen.for_queries(paid=True).look_every == 100  # a client's choice stands
 
 
 def test_without_a_target_it_stops_when_the_radius_has_converged() -> None:
@@ -259,7 +282,7 @@ def test_the_pipeline_bets_with_a_target_and_spends_alpha_without(
         return look(plan, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(smoothing, "sequential_look", spy)
-    certificate = _certify(0.9999, n=1000, target_radius=0.3)
+    certificate = _certify(0.9999, n=1000, target_radius=0.3, look_every=8)
     earliest = smoothing.earliest_certification(0.3, SIGMA, 0.001, 1000)
     first = 8 * -(-earliest // 8)  # the first whole chunk of look_every = 8 that can certify
     assert plans == {smoothing.SequentialPlan.every(8, 1000, 0.001, first, futility=0.01)}

@@ -78,7 +78,7 @@ class CertifyOptions(CertifyParams, _ModelChoice):
         fields = self.model_dump(include=set(CertifyParams.model_fields))
         if fields["candidate"] is None:
             fields["candidate"] = "clean" if paid else "noisy"
-        return CertifyParams.model_validate(fields)
+        return CertifyParams.model_validate(fields).for_queries(paid)
 
 
 class PredictOptions(PredictParams, _ModelChoice):

@@ -24,6 +24,7 @@ from service.core.noise import (
     plan_phase,
 )
 from service.core.results import (
+    LOOK_EVERY_FREE,
     Bound,
     Certificate,
     CertifyParams,
@@ -47,13 +48,19 @@ Progress = Callable[[int, int], None]
 """Called with (samples done, samples planned) after every chunk."""
 
 _NOISE_FLOATS_PER_CHUNK = 1 << 25  # 128 MiB of float32 noise at most per chunk
+# And at most the pixels of 1,000 CIFAR-10 copies: a 224 px photo's chunk is 20 copies, so a
+# photo's progress (reported per chunk) moves every few seconds on a CPU, not once a minute.
+_PIXELS_PER_CHUNK = DEFAULT_CHUNK_SIZE * 3 * 32 * 32
 _TOP_COUNTS = 5
 _DEFAULT_FIRST_LOOK = 32  # cp-spending: few looks, each costs alpha
 
 
 def chunk_size_for(shape: tuple[int, ...]) -> int:
-    """Chunk size for an image shape: DEFAULT_CHUNK_SIZE, fewer for large images (memory)."""
-    return int(max(1, min(DEFAULT_CHUNK_SIZE, _NOISE_FLOATS_PER_CHUNK // int(np.prod(shape)))))
+    """Chunk size for an image shape: DEFAULT_CHUNK_SIZE for CIFAR-10-sized images, fewer for
+    larger ones (the work of one chunk, and its memory, stay bounded)."""
+    per_copy = int(np.prod(shape))
+    limit = min(_NOISE_FLOATS_PER_CHUNK, _PIXELS_PER_CHUNK)
+    return int(max(1, min(DEFAULT_CHUNK_SIZE, limit // per_copy)))
 
 
 class Sampler(Protocol):
@@ -155,6 +162,7 @@ class Certifier:
     ) -> Certificate:
         start = time.perf_counter()
         digest = image_digest(image)
+        params = params.for_queries(paid=self.sampler.price_per_query > 0)
         requested, entry = params, None
         if self.ledger is not None:
             key = ledger_key(digest, self.sampler.noise_params)
@@ -455,7 +463,10 @@ def _first_look(params: CertifyParams) -> int:
 
 def _look_unit(params: CertifyParams, shape: tuple[int, ...]) -> int:
     """The chunk size of a sequential plan: its looks fall on whole chunks."""
-    wanted = _first_look(params) if params.target_radius is None else params.look_every
+    if params.target_radius is None:
+        wanted = _first_look(params)
+    else:
+        wanted = params.look_every or LOOK_EVERY_FREE
     return min(wanted, chunk_size_for(shape))
 
 

@@ -70,6 +70,10 @@ class PredictParams(StrictModel):
         return snapped
 
 
+LOOK_EVERY_PAID = 8  # stops within 7 queries of the first look that could stop
+LOOK_EVERY_FREE = 32  # a local model: fewer, larger batches run faster
+
+
 class CertifyParams(PredictParams):
     n0: int = Field(100, ge=0, le=1_000_000, description="selection samples (0 with 'clean')")
     candidate: CandidateSource = Field(
@@ -91,9 +95,10 @@ class CertifyParams(PredictParams):
         None, ge=1, le=100_000, description="sequential: samples at look 1 (default: 32 without a "
         "target; with one, the fewest with which a unanimous stream could certify it)",
     )  # fmt: skip
-    look_every: int = Field(
-        8, ge=1, le=100_000, description="sequential with a target: samples between looks "
-        "(the betting bound holds at every look, so looking often only saves queries)",
+    look_every: int | None = Field(
+        None, ge=1, le=100_000, description="sequential with a target: samples between looks "
+        "(the betting bound holds at every look, so looking often only saves queries). Default: "
+        "8 where queries are paid, 32 for local models (fewer, larger batches run faster)",
     )  # fmt: skip
     futility: float = Field(
         0.01, ge=0, lt=1, description="sequential with a target: stop (target_unlikely) once "
@@ -104,6 +109,13 @@ class CertifyParams(PredictParams):
         0.02, gt=0, description="sequential without a target: stop when more samples could "
         "raise the radius by less than this"
     )  # fmt: skip
+
+    def for_queries(self, paid: bool) -> CertifyParams:
+        """With the defaults that depend on what a query costs filled in: looks every
+        LOOK_EVERY_PAID samples where each query is paid, LOOK_EVERY_FREE where not."""
+        if self.look_every is not None:
+            return self
+        return self.model_copy(update={"look_every": LOOK_EVERY_PAID if paid else LOOK_EVERY_FREE})
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -540,10 +540,10 @@ export interface components {
             label_map?: string | null;
             /**
              * Look Every
-             * @description sequential with a target: samples between looks (the betting bound holds at every look, so looking often only saves queries)
-             * @default 8
+             * @description sequential with a target: samples between looks (the betting bound holds at every look, so looking often only saves queries). Default: 8 where queries are paid, 32 for local models (fewer, larger batches run faster)
+             * @default null
              */
-            look_every?: number;
+            look_every?: number | null;
             /**
              * Max Cost
              * @description most USD this request may spend on classifier queries
@@ -648,10 +648,10 @@ export interface components {
             } | null;
             /**
              * Look Every
-             * @description sequential with a target: samples between looks (the betting bound holds at every look, so looking often only saves queries)
-             * @default 8
+             * @description sequential with a target: samples between looks (the betting bound holds at every look, so looking often only saves queries). Default: 8 where queries are paid, 32 for local models (fewer, larger batches run faster)
+             * @default null
              */
-            look_every?: number;
+            look_every?: number | null;
             /**
              * Max Cost
              * @description most USD this request may spend on classifier queries
@@ -749,10 +749,10 @@ export interface components {
             label_map?: string | null;
             /**
              * Look Every
-             * @description sequential with a target: samples between looks (the betting bound holds at every look, so looking often only saves queries)
-             * @default 8
+             * @description sequential with a target: samples between looks (the betting bound holds at every look, so looking often only saves queries). Default: 8 where queries are paid, 32 for local models (fewer, larger batches run faster)
+             * @default null
              */
-            look_every?: number;
+            look_every?: number | null;
             /**
              * Max Cost
              * @description most USD this request may spend on classifier queries
@@ -856,10 +856,10 @@ export interface components {
             } | null;
             /**
              * Look Every
-             * @description sequential with a target: samples between looks (the betting bound holds at every look, so looking often only saves queries)
-             * @default 8
+             * @description sequential with a target: samples between looks (the betting bound holds at every look, so looking often only saves queries). Default: 8 where queries are paid, 32 for local models (fewer, larger batches run faster)
+             * @default null
              */
-            look_every?: number;
+            look_every?: number | null;
             /**
              * Max Cost
              * @description most USD this request may spend on classifier queries
@@ -1211,10 +1211,10 @@ export interface components {
             label_map?: string | null;
             /**
              * Look Every
-             * @description sequential with a target: samples between looks (the betting bound holds at every look, so looking often only saves queries)
-             * @default 8
+             * @description sequential with a target: samples between looks (the betting bound holds at every look, so looking often only saves queries). Default: 8 where queries are paid, 32 for local models (fewer, larger batches run faster)
+             * @default null
              */
-            look_every?: number;
+            look_every?: number | null;
             /**
              * Max Cost
              * @description most USD this request may spend on classifier queries
@@ -1338,10 +1338,10 @@ export interface components {
             } | null;
             /**
              * Look Every
-             * @description sequential with a target: samples between looks (the betting bound holds at every look, so looking often only saves queries)
-             * @default 8
+             * @description sequential with a target: samples between looks (the betting bound holds at every look, so looking often only saves queries). Default: 8 where queries are paid, 32 for local models (fewer, larger batches run faster)
+             * @default null
              */
-            look_every?: number;
+            look_every?: number | null;
             /**
              * Max Cost
              * @description most USD this request may spend on classifier queries

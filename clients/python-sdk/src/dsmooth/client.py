@@ -79,7 +79,7 @@ class CertifyOptions(PredictOptions, total=False):
     candidate: Literal["noisy", "clean"] | None
     first_look: int | None
     futility: float
-    look_every: int
+    look_every: int | None
     mode: Literal["fixed", "sequential"]
     n0: int
     target_radius: float | None

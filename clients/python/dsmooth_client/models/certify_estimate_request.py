@@ -38,8 +38,9 @@ class CertifyEstimateRequest:
             copies per chunk
         label_map (CertifyEstimateRequestLabelMapType0 | None | Unset): vendor label key -> class key (synonyms into one
             class), fixed before sampling; a JSON object (a JSON string in multipart forms)
-        look_every (int | Unset): sequential with a target: samples between looks (the betting bound holds at every
-            look, so looking often only saves queries) Default: 8.
+        look_every (int | None | Unset): sequential with a target: samples between looks (the betting bound holds at
+            every look, so looking often only saves queries). Default: 8 where queries are paid, 32 for local models (fewer,
+            larger batches run faster)
         max_cost (float | None | Unset): most USD this request may spend on classifier queries
         mode (CertifyEstimateRequestMode | Unset): 'fixed': n samples, one bound; 'sequential': sample in rounds (up to
             n) with anytime-valid bounds and stop as soon as the answer is known — with a target_radius a betting confidence
@@ -63,7 +64,7 @@ class CertifyEstimateRequest:
     futility: float | Unset = 0.01
     image: None | str | Unset = UNSET
     label_map: CertifyEstimateRequestLabelMapType0 | None | Unset = UNSET
-    look_every: int | Unset = 8
+    look_every: int | None | Unset = UNSET
     max_cost: float | None | Unset = UNSET
     mode: CertifyEstimateRequestMode | Unset = CertifyEstimateRequestMode.FIXED
     n: int | Unset = 10000
@@ -125,7 +126,11 @@ class CertifyEstimateRequest:
         else:
             label_map = self.label_map
 
-        look_every = self.look_every
+        look_every: int | None | Unset
+        if isinstance(self.look_every, Unset):
+            look_every = UNSET
+        else:
+            look_every = self.look_every
 
         max_cost: float | None | Unset
         if isinstance(self.max_cost, Unset):
@@ -279,7 +284,14 @@ class CertifyEstimateRequest:
 
         label_map = _parse_label_map(d.pop("label_map", UNSET))
 
-        look_every = d.pop("look_every", UNSET)
+        def _parse_look_every(data: object) -> int | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(int | None | Unset, data)
+
+        look_every = _parse_look_every(d.pop("look_every", UNSET))
 
         def _parse_max_cost(data: object) -> float | None | Unset:
             if data is None:

@@ -32,8 +32,9 @@ class CertifyForm:
             budget certifies the target falls below this; 0 never gives up early. Decides when to stop, never what is
             certified Default: 0.01.
         label_map (None | str | Unset): vendor label key -> class key, as a JSON object
-        look_every (int | Unset): sequential with a target: samples between looks (the betting bound holds at every
-            look, so looking often only saves queries) Default: 8.
+        look_every (int | None | Unset): sequential with a target: samples between looks (the betting bound holds at
+            every look, so looking often only saves queries). Default: 8 where queries are paid, 32 for local models (fewer,
+            larger batches run faster)
         max_cost (float | None | Unset): most USD this request may spend on classifier queries
         mode (CertifyFormMode | Unset): 'fixed': n samples, one bound; 'sequential': sample in rounds (up to n) with
             anytime-valid bounds and stop as soon as the answer is known — with a target_radius a betting confidence
@@ -57,7 +58,7 @@ class CertifyForm:
     first_look: int | None | Unset = UNSET
     futility: float | Unset = 0.01
     label_map: None | str | Unset = UNSET
-    look_every: int | Unset = 8
+    look_every: int | None | Unset = UNSET
     max_cost: float | None | Unset = UNSET
     mode: CertifyFormMode | Unset = CertifyFormMode.FIXED
     n: int | Unset = 10000
@@ -111,7 +112,11 @@ class CertifyForm:
         else:
             label_map = self.label_map
 
-        look_every = self.look_every
+        look_every: int | None | Unset
+        if isinstance(self.look_every, Unset):
+            look_every = UNSET
+        else:
+            look_every = self.look_every
 
         max_cost: float | None | Unset
         if isinstance(self.max_cost, Unset):
@@ -227,7 +232,10 @@ class CertifyForm:
                 files.append(("label_map", (None, str(self.label_map).encode(), "text/plain")))
 
         if not isinstance(self.look_every, Unset):
-            files.append(("look_every", (None, str(self.look_every).encode(), "text/plain")))
+            if isinstance(self.look_every, int):
+                files.append(("look_every", (None, str(self.look_every).encode(), "text/plain")))
+            else:
+                files.append(("look_every", (None, str(self.look_every).encode(), "text/plain")))
 
         if not isinstance(self.max_cost, Unset):
             if isinstance(self.max_cost, float):
@@ -329,7 +337,14 @@ class CertifyForm:
 
         label_map = _parse_label_map(d.pop("label_map", UNSET))
 
-        look_every = d.pop("look_every", UNSET)
+        def _parse_look_every(data: object) -> int | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(int | None | Unset, data)
+
+        look_every = _parse_look_every(d.pop("look_every", UNSET))
 
         def _parse_max_cost(data: object) -> float | None | Unset:
             if data is None:

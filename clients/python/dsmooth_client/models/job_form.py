@@ -33,8 +33,9 @@ class JobForm:
             budget certifies the target falls below this; 0 never gives up early. Decides when to stop, never what is
             certified Default: 0.01.
         label_map (None | str | Unset): vendor label key -> class key, as a JSON object
-        look_every (int | Unset): sequential with a target: samples between looks (the betting bound holds at every
-            look, so looking often only saves queries) Default: 8.
+        look_every (int | None | Unset): sequential with a target: samples between looks (the betting bound holds at
+            every look, so looking often only saves queries). Default: 8 where queries are paid, 32 for local models (fewer,
+            larger batches run faster)
         max_cost (float | None | Unset): most USD this request may spend on classifier queries
         mode (JobFormMode | Unset): 'fixed': n samples, one bound; 'sequential': sample in rounds (up to n) with
             anytime-valid bounds and stop as soon as the answer is known — with a target_radius a betting confidence
@@ -59,7 +60,7 @@ class JobForm:
     first_look: int | None | Unset = UNSET
     futility: float | Unset = 0.01
     label_map: None | str | Unset = UNSET
-    look_every: int | Unset = 8
+    look_every: int | None | Unset = UNSET
     max_cost: float | None | Unset = UNSET
     mode: JobFormMode | Unset = JobFormMode.FIXED
     n: int | Unset = 10000
@@ -114,7 +115,11 @@ class JobForm:
         else:
             label_map = self.label_map
 
-        look_every = self.look_every
+        look_every: int | None | Unset
+        if isinstance(self.look_every, Unset):
+            look_every = UNSET
+        else:
+            look_every = self.look_every
 
         max_cost: float | None | Unset
         if isinstance(self.max_cost, Unset):
@@ -236,7 +241,10 @@ class JobForm:
                 files.append(("label_map", (None, str(self.label_map).encode(), "text/plain")))
 
         if not isinstance(self.look_every, Unset):
-            files.append(("look_every", (None, str(self.look_every).encode(), "text/plain")))
+            if isinstance(self.look_every, int):
+                files.append(("look_every", (None, str(self.look_every).encode(), "text/plain")))
+            else:
+                files.append(("look_every", (None, str(self.look_every).encode(), "text/plain")))
 
         if not isinstance(self.max_cost, Unset):
             if isinstance(self.max_cost, float):
@@ -341,7 +349,14 @@ class JobForm:
 
         label_map = _parse_label_map(d.pop("label_map", UNSET))
 
-        look_every = d.pop("look_every", UNSET)
+        def _parse_look_every(data: object) -> int | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(int | None | Unset, data)
+
+        look_every = _parse_look_every(d.pop("look_every", UNSET))
 
         def _parse_max_cost(data: object) -> float | None | Unset:
             if data is None:
