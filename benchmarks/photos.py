@@ -1,7 +1,7 @@
 """Certified accuracy of MobileNetV2 on the ImageNet sample photos, with and without the photo
 denoisers, locally and through the fake Google Vision API.
 
-    OMP_NUM_THREADS=1 .venv/bin/dsmooth bench photos            # the defaults: about 40 minutes
+    OMP_NUM_THREADS=1 .venv/bin/dsmooth bench photos            # the defaults: 30-40 minutes
 
 The photos: the first ``--count`` of ``../shared/data/imagenet-samples/images`` by file name,
 each converted to RGB, centre-cropped to the square of its short side and resized to 224 x 224
@@ -24,10 +24,10 @@ ledger, so each holds at alpha on its own (as in ``dsmooth bench certify``).
 Defaults and cost, measured on a 2-core AMD EPYC with AVX512-BF16 (bf16, OMP_NUM_THREADS=1,
 beside a training run on the other core; the U-Net on one 224 px copy costs about 0.1 s,
 MobileNetV2 0.014 s): with the two photo denoisers shipped now (sigma 0.12 and 0.25), local rows
-on 28 photos at n = 100 (about 59 s per photo for the four rows), Google rows on 8 photos at
-n = 100 (about 68 s per photo), clean accuracy and agreement on all 102 photos: about 40 minutes.
-Each further photo denoiser adds about 30 s per photo and row; n = 1,000 (``--n 100 --n 1000``)
-costs about 6x n = 100 per photo.
+on 28 photos at n = 100 (about 47 s per photo for the four rows), Google rows on 8 photos at
+n = 100 (about 55 s per photo), clean accuracy and agreement on all 102 photos: 30 minutes
+measured (up to 40 on a busier machine). Each further photo denoiser adds about 25 s per photo
+and row; n = 1,000 (``--n 100 --n 1000``) costs about 6x n = 100 per photo.
 """
 
 from __future__ import annotations
