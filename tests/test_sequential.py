@@ -202,17 +202,26 @@ def test_the_chance_to_certify_is_the_beta_binomial_tail_of_what_the_budget_need
         assert abs(approx - exact) < 0.01
 
 
-def test_no_look_comes_before_a_unanimous_stream_could_certify() -> None:
-    alpha, target = 0.001, 0.25
-    earliest = smoothing.earliest_certification(target, SIGMA, alpha, 10_000)
+def _fewest_unanimous(target: float, alpha: float) -> int:
+    """The fewest votes, all for the candidate, with which the sequence certifies ``target``."""
     m0 = float(norm.cdf(target / SIGMA)) + 1e-12
-    assert betting.rejects(earliest, earliest, m0, alpha)
-    assert not betting.rejects(earliest - 1, earliest - 1, m0, alpha)
-    assert smoothing.earliest_certification(target, SIGMA, alpha, earliest - 1) is None
+    return next(t for t in range(1, 10_000) if betting.rejects(t, t, m0, alpha))
+
+
+def test_a_unanimous_stream_certifies_at_the_first_look_that_can() -> None:
+    fewest = _fewest_unanimous(0.25, 0.001)
     for unit in (LOOK_EVERY_PAID, LOOK_EVERY_FREE):  # every vote for the candidate
-        certificate = _certify(1.0, n=10_000, target_radius=target, look_every=unit)
+        certificate = _certify(1.0, n=10_000, target_radius=0.25, look_every=unit)
         assert certificate.stop_reason == "target_certified"
-        assert certificate.n == unit * -(-earliest // unit)  # the first look that can certify
+        assert certificate.n == unit * -(-fewest // unit)
+
+
+def test_a_hopeless_image_stops_within_the_first_looks() -> None:
+    # p_A = 0.3 for a target that needs 0.977: looks start at the first chunk, not at the ~345
+    # samples a unanimous stream would need to certify it.
+    certificate = _certify(0.3, n=10_000, target_radius=0.5, look_every=8)
+    assert certificate.stop_reason in {"target_unreachable", "target_unlikely"}
+    assert certificate.n <= 16
 
 
 def test_looks_come_every_8_samples_where_queries_are_paid_and_32_where_free() -> None:
@@ -283,11 +292,10 @@ def test_the_pipeline_bets_with_a_target_and_spends_alpha_without(
 
     monkeypatch.setattr(smoothing, "sequential_look", spy)
     certificate = _certify(0.9999, n=1000, target_radius=0.3, look_every=8)
-    earliest = smoothing.earliest_certification(0.3, SIGMA, 0.001, 1000)
-    first = 8 * -(-earliest // 8)  # the first whole chunk of look_every = 8 that can certify
-    assert plans == {smoothing.SequentialPlan.every(8, 1000, 0.001, first, futility=0.01)}
+    assert plans == {smoothing.SequentialPlan.every(8, 1000, 0.001, futility=0.01)}
     assert certificate.stop_reason == "target_certified"
-    assert certificate.n == first  # not a doubling look (32, 64, 128, ...)
+    fewest = _fewest_unanimous(0.3, 0.001)  # p_A = 0.9999: every vote for "a" here
+    assert certificate.n == 8 * -(-fewest // 8)  # a look every 8, not a doubling one
     plans.clear()
     certificate = _certify(0.9999, n=1000, target_radius=0.3, first_look=50, look_every=10)
     assert plans == {smoothing.SequentialPlan.every(10, 1000, 0.001, 50, futility=0.01)}

@@ -442,17 +442,14 @@ def sequential_plan(
     params: CertifyParams, shape: tuple[int, ...]
 ) -> tuple[smoothing.SequentialPlan, int]:
     """The looks (and the chunk size under them) of a sequential certification of an image of
-    ``shape``: with a target, the betting sequence every ``look_every`` samples from the first
-    look where a unanimous stream could certify it; without one, cp-spending at doubling looks.
+    ``shape``: with a target, the betting sequence every ``look_every`` samples (from the
+    first, so that a hopeless image stops at once); without one, cp-spending at doubling looks.
     """
     unit = _look_unit(params, shape)
     if params.target_radius is None:
         first = min(unit * -(-_first_look(params) // unit), params.n)  # whole chunks
         return smoothing.SequentialPlan.doubling(first, params.n, params.alpha), unit
-    earliest = params.first_look or smoothing.earliest_certification(
-        params.target_radius, params.sigma, params.alpha, params.n
-    )  # None: not even the budget can certify it, which the first chunk shows
-    first = min(unit * -(-(earliest or unit) // unit), params.n)
+    first = min(unit * -(-(params.first_look or unit) // unit), params.n)
     plan = smoothing.SequentialPlan.every(unit, params.n, params.alpha, first, params.futility)
     return plan, unit
 

@@ -41,7 +41,6 @@ __all__ = [
     "SequentialStep",
     "certify",
     "chance_to_certify",
-    "earliest_certification",
     "lower_confidence_bound",
     "max_certifiable_radius",
     "predict",
@@ -408,21 +407,6 @@ def chance_to_certify(n_a: int, n: int, budget: int, alpha: float, m0: float) ->
     mean = rest * a / (a + b)
     sd = math.sqrt(rest * a * b * (a + b + rest) / ((a + b) ** 2 * (a + b + 1)))
     return float(norm.sf((need - 0.5 - mean) / sd))
-
-
-def earliest_certification(
-    target_radius: float, sigma: float, alpha: float, max_n: int
-) -> int | None:
-    """The fewest samples with which a unanimous stream certifies ``target_radius`` (looks
-    before it cannot stop with a certificate); None when not even ``max_n`` can."""
-    m0 = min(float(ndtr(target_radius / sigma)) + _TARGET_MARGIN, 1.0)
-    if m0 >= 1.0 or not _betting_tests(max_n, max_n, alpha, m0)[0]:
-        return None
-    lo, hi = 0, max_n  # the log-capital of a unanimous stream grows with t: bisect
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if _betting_tests(mid, mid, alpha, m0)[0] else (mid, hi)
-    return hi
 
 
 @functools.lru_cache(maxsize=1 << 10)
