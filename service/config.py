@@ -45,6 +45,8 @@ class ApiKey(BaseModel):
     monthly_usd: float | None = Field(
         None,
         ge=0,
+        le=1e12,  # finite: an infinite limit made every paid request of the key a 500
+        allow_inf_nan=False,
         description="USD of classifier queries per UTC calendar month (booked at the worst case "
         "when a request is accepted, settled at what it paid); null: no limit",
     )

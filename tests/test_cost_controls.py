@@ -17,6 +17,7 @@ import httpx
 import pytest
 import redis
 from asgi_lifespan import LifespanManager
+from pydantic import ValidationError
 
 from denoisers.checkpoints import save_checkpoint
 from denoisers.classifiers import cifar_resnet
@@ -352,3 +353,11 @@ async def _job_when(
 def test_api_key_docs_name_the_monthly_limit() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert "monthly_usd" in readme and "/v1/certify/estimate" in readme and "/v1/usage" in readme
+
+
+@pytest.mark.parametrize("limit", ["inf", "nan", 1e400, -1])
+def test_a_monthly_limit_must_be_a_finite_amount(limit: object) -> None:
+    """An infinite limit passed validation and made every paid request of the key a 500."""
+    with pytest.raises(ValidationError):
+        ApiKey(name="k", sha256="0" * 64, monthly_usd=limit)
+    assert ApiKey(name="k", sha256="0" * 64, monthly_usd=2.5).monthly_usd == 2.5

@@ -12,7 +12,7 @@ from scipy import stats
 from scipy.stats import norm
 
 from service.core import betting, smoothing
-from service.core.certifier import Certifier
+from service.core.certifier import MAX_LOOKS, Certifier, sequential_plan
 from service.core.results import LOOK_EVERY_FREE, LOOK_EVERY_PAID, Certificate, CertifyParams
 from service.core.votes import InMemoryVoteStore
 from service.execution.local import LocalSampler
@@ -174,6 +174,45 @@ def test_a_target_the_budget_will_hardly_reach_is_given_up_early() -> None:
     assert smoothing.chance_to_certify(top, certificate.n, 2_000, certificate.alpha, m0) < 0.01
 
 
+def test_no_giving_up_before_a_unanimous_stream_could_have_certified() -> None:
+    """One miss in the first 8 votes puts the uniform prior's chance below 1% for a target of
+    2 sigma (p_A must be ~0.98), though p_A = 0.99 images miss that often: the rule waits."""
+    plan = smoothing.SequentialPlan.every(8, 10_000, 0.001, futility=0.01)
+    m0 = float(norm.cdf(2.0)) + 1e-12
+    assert smoothing.chance_to_certify(7, 8, 10_000, 0.001, m0) < 0.01  # the control
+    step = smoothing.sequential_look(plan, 0, "a", {"a": 7, "b": 1}, SIGMA, 2 * SIGMA, 0.01)
+    assert step.reason != "target_unlikely"
+    fewest = _fewest_unanimous(2 * SIGMA, 0.001)
+    look = next(k for k, n in enumerate(plan.looks) if n >= fewest)
+    n = plan.looks[look]
+    counts = {"a": n - 12, "b": 12}  # a p_A well under 0.98 shows by now
+    assert smoothing.chance_to_certify(n - 12, n, 10_000, 0.001, m0) < 0.01
+    step = smoothing.sequential_look(plan, look, "a", counts, SIGMA, 2 * SIGMA, 0.01)
+    assert step.stop and step.reason in {"target_unlikely", "target_unreachable"}
+
+
+@pytest.mark.slow
+def test_futility_keeps_the_certificates_of_clearly_certifiable_images() -> None:
+    """p_A = 0.99 against a target needing 0.977 (r = 2 sigma): 200 streams, every one
+    certified with the default futility (13% were lost when it acted from the first look)."""
+    plan = smoothing.SequentialPlan.every(8, 10_000, 0.001, futility=0.01)
+    rng = np.random.default_rng(3)
+    certified = 0
+    for _ in range(200):
+        votes = np.cumsum(rng.random(10_000) < 0.99)
+        result = None
+        for look, n in enumerate(plan.looks):
+            n_a = int(votes[n - 1])
+            step = smoothing.sequential_look(
+                plan, look, "a", {"a": n_a, "b": n - n_a}, SIGMA, 2 * SIGMA, 0.01, result
+            )
+            result = step.result
+            if step.stop:
+                certified += step.reason == "target_certified"
+                break
+    assert certified >= 196
+
+
 def test_the_chance_to_certify_is_the_beta_binomial_tail_of_what_the_budget_needs() -> None:
     m0, alpha, budget = float(norm.cdf(1.0)), 0.001, 1_000
     need = next(s for s in range(budget + 1) if betting.rejects(s, budget, m0, alpha))
@@ -222,6 +261,15 @@ def test_a_hopeless_image_stops_within_the_first_looks() -> None:
     certificate = _certify(0.3, n=10_000, target_radius=0.5, look_every=8)
     assert certificate.stop_reason in {"target_unreachable", "target_unlikely"}
     assert certificate.n <= 16
+
+
+def test_a_plan_has_at_most_max_looks_looks() -> None:
+    params = CertifyParams(sigma=SIGMA, mode="sequential", candidate="clean", n0=0, n=1_000_000,
+                           target_radius=0.25, look_every=1)  # fmt: skip
+    plan, unit = sequential_plan(params, (3, 32, 32))
+    assert unit == 1_000_000 // MAX_LOOKS and len(plan.looks) == MAX_LOOKS
+    small, unit = sequential_plan(params.model_copy(update={"n": 2_000}), (3, 32, 32))
+    assert unit == 1 and len(small.looks) == 2_000  # a client's 1 stands where it fits
 
 
 def test_looks_come_every_8_samples_where_queries_are_paid_and_32_where_free() -> None:

@@ -350,7 +350,9 @@ def worker_health(name: str, within: float) -> None:
 @click.option("--name", required=True, help="who gets the key")
 @click.option("--daily-queries", type=click.IntRange(min=0), help="daily query budget")
 @click.option(
-    "--monthly-usd", type=click.FloatRange(min=0), help="monthly spend limit on paid classifiers"
+    "--monthly-usd",
+    type=click.FloatRange(min=0, max=1e12),
+    help="monthly spend limit on paid classifiers",
 )
 def new_api_key_command(name: str, daily_queries: int | None, monthly_usd: float | None) -> None:
     """Make an API key: give the key to its holder, put the JSON entry in DSMOOTH_API_KEYS."""

@@ -41,7 +41,8 @@ from service.core.votes import ChunkCounts, VoteStore, chunk_key
 from service.observability import current_request_id, span
 
 __all__ = [
-    "Certifier", "ModelVersionChanged", "Progress", "Sampler", "chunk_size_for", "sequential_plan",
+    "MAX_LOOKS", "Certifier", "ModelVersionChanged", "Progress", "Sampler", "chunk_size_for",
+    "sequential_plan",
 ]  # fmt: skip
 
 Progress = Callable[[int, int], None]
@@ -53,6 +54,7 @@ _NOISE_FLOATS_PER_CHUNK = 1 << 25  # 128 MiB of float32 noise at most per chunk
 _PIXELS_PER_CHUNK = DEFAULT_CHUNK_SIZE * 3 * 32 * 32
 _TOP_COUNTS = 5
 _DEFAULT_FIRST_LOOK = 32  # cp-spending: few looks, each costs alpha
+MAX_LOOKS = 2_000  # betting: look_every is raised to n / MAX_LOOKS where n is larger
 
 
 def chunk_size_for(shape: tuple[int, ...]) -> int:
@@ -426,8 +428,8 @@ def _stream_parts(params: CertifyParams, image: torch.Tensor) -> dict[str, objec
     """What selects a certificate's noise and bound: requests that agree on these read one
     stream (and share one ledger position); any difference is a new stream."""
     parts: dict[str, object] = {"sigma": params.sigma, "candidate": params.candidate}
-    if params.candidate == "noisy":
-        parts["n0"] = params.n0
+    if params.candidate == "noisy":  # the selection's noise (and so its candidate) is the stream's
+        parts.update(n0=params.n0, selection_chunk=chunk_size_for(tuple(image.shape)))
     if params.mode == "fixed":  # Clopper-Pearson holds at one n only
         return {**parts, "bound": "clopper-pearson", "chunk": chunk_size_for(tuple(image.shape)),
                 "n": params.n}  # fmt: skip
@@ -462,8 +464,8 @@ def _look_unit(params: CertifyParams, shape: tuple[int, ...]) -> int:
     """The chunk size of a sequential plan: its looks fall on whole chunks."""
     if params.target_radius is None:
         wanted = _first_look(params)
-    else:
-        wanted = params.look_every or LOOK_EVERY_FREE
+    else:  # each look costs a chunk round trip and ~2 ms of bound arithmetic: a few thousand
+        wanted = max(params.look_every or LOOK_EVERY_FREE, -(-params.n // MAX_LOOKS))
     return min(wanted, chunk_size_for(shape))
 
 

@@ -98,7 +98,8 @@ class CertifyParams(PredictParams):
     look_every: int | None = Field(
         None, ge=1, le=100_000, description="sequential with a target: samples between looks "
         "(the betting bound holds at every look, so looking often only saves queries). Default: "
-        "8 where queries are paid, 32 for local models (fewer, larger batches run faster)",
+        "8 where queries are paid, 32 for local models (fewer, larger batches run faster); "
+        "raised to n / 2,000 where n is larger (at most 2,000 looks)",
     )  # fmt: skip
     futility: float = Field(
         0.01, ge=0, lt=1, description="sequential with a target: stop (target_unlikely) once "

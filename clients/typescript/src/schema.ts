@@ -540,7 +540,7 @@ export interface components {
             label_map?: string | null;
             /**
              * Look Every
-             * @description sequential with a target: samples between looks (the betting bound holds at every look, so looking often only saves queries). Default: 8 where queries are paid, 32 for local models (fewer, larger batches run faster)
+             * @description sequential with a target: samples between looks (the betting bound holds at every look, so looking often only saves queries). Default: 8 where queries are paid, 32 for local models (fewer, larger batches run faster); raised to n / 2,000 where n is larger (at most 2,000 looks)
              * @default null
              */
             look_every?: number | null;
@@ -648,7 +648,7 @@ export interface components {
             } | null;
             /**
              * Look Every
-             * @description sequential with a target: samples between looks (the betting bound holds at every look, so looking often only saves queries). Default: 8 where queries are paid, 32 for local models (fewer, larger batches run faster)
+             * @description sequential with a target: samples between looks (the betting bound holds at every look, so looking often only saves queries). Default: 8 where queries are paid, 32 for local models (fewer, larger batches run faster); raised to n / 2,000 where n is larger (at most 2,000 looks)
              * @default null
              */
             look_every?: number | null;
@@ -749,7 +749,7 @@ export interface components {
             label_map?: string | null;
             /**
              * Look Every
-             * @description sequential with a target: samples between looks (the betting bound holds at every look, so looking often only saves queries). Default: 8 where queries are paid, 32 for local models (fewer, larger batches run faster)
+             * @description sequential with a target: samples between looks (the betting bound holds at every look, so looking often only saves queries). Default: 8 where queries are paid, 32 for local models (fewer, larger batches run faster); raised to n / 2,000 where n is larger (at most 2,000 looks)
              * @default null
              */
             look_every?: number | null;
@@ -856,7 +856,7 @@ export interface components {
             } | null;
             /**
              * Look Every
-             * @description sequential with a target: samples between looks (the betting bound holds at every look, so looking often only saves queries). Default: 8 where queries are paid, 32 for local models (fewer, larger batches run faster)
+             * @description sequential with a target: samples between looks (the betting bound holds at every look, so looking often only saves queries). Default: 8 where queries are paid, 32 for local models (fewer, larger batches run faster); raised to n / 2,000 where n is larger (at most 2,000 looks)
              * @default null
              */
             look_every?: number | null;
@@ -1211,7 +1211,7 @@ export interface components {
             label_map?: string | null;
             /**
              * Look Every
-             * @description sequential with a target: samples between looks (the betting bound holds at every look, so looking often only saves queries). Default: 8 where queries are paid, 32 for local models (fewer, larger batches run faster)
+             * @description sequential with a target: samples between looks (the betting bound holds at every look, so looking often only saves queries). Default: 8 where queries are paid, 32 for local models (fewer, larger batches run faster); raised to n / 2,000 where n is larger (at most 2,000 looks)
              * @default null
              */
             look_every?: number | null;
@@ -1338,7 +1338,7 @@ export interface components {
             } | null;
             /**
              * Look Every
-             * @description sequential with a target: samples between looks (the betting bound holds at every look, so looking often only saves queries). Default: 8 where queries are paid, 32 for local models (fewer, larger batches run faster)
+             * @description sequential with a target: samples between looks (the betting bound holds at every look, so looking often only saves queries). Default: 8 where queries are paid, 32 for local models (fewer, larger batches run faster); raised to n / 2,000 where n is larger (at most 2,000 looks)
              * @default null
              */
             look_every?: number | null;

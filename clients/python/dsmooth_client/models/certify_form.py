@@ -34,7 +34,7 @@ class CertifyForm:
         label_map (None | str | Unset): vendor label key -> class key, as a JSON object
         look_every (int | None | Unset): sequential with a target: samples between looks (the betting bound holds at
             every look, so looking often only saves queries). Default: 8 where queries are paid, 32 for local models (fewer,
-            larger batches run faster)
+            larger batches run faster); raised to n / 2,000 where n is larger (at most 2,000 looks)
         max_cost (float | None | Unset): most USD this request may spend on classifier queries
         mode (CertifyFormMode | Unset): 'fixed': n samples, one bound; 'sequential': sample in rounds (up to n) with
             anytime-valid bounds and stop as soon as the answer is known — with a target_radius a betting confidence
