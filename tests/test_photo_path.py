@@ -90,10 +90,11 @@ def test_the_photo_denoiser_by_default_for_an_imagenet_classifier() -> None:
     assert "imagenet-mobilenetv2" in pool.names("classifier")
     assert pool.denoiser_for(None, 0.25, "imagenet-mobilenetv2") == "unet-imagenet-s0.25-mse"
     assert pool.denoiser_for(None, 0.12, "imagenet-mobilenetv2") == "unet-imagenet-s0.12-mse"
+    assert pool.denoiser_for(None, 0.5, "imagenet-mobilenetv2") == "unet-imagenet-s0.5-mse"
     assert pool.denoiser_for(None, 0.25, "cifar10-resnet20") == "unet-cifar10-s0.25-mse"
     assert pool.denoiser_for("none", 0.25, "imagenet-mobilenetv2") == "none"  # named: as named
     with pytest.raises(NoDenoiserForSigma):
-        pool.denoiser_for(None, 0.5, "imagenet-mobilenetv2")  # no photo denoiser for 0.5
+        pool.denoiser_for(None, 1.0, "imagenet-mobilenetv2")  # no photo denoiser for 1.0
     # An operator's own default denoiser stays the default for every classifier.
     mine = ModelPool(Settings(denoiser="none"))
     assert mine.denoiser_for(None, 0.25, "imagenet-mobilenetv2") == "none"
