@@ -46,7 +46,7 @@ from tqdm import tqdm
 
 from benchmarks.provenance import provenance, write_report
 from service.core import betting, smoothing
-from service.core.certifier import chunk_size_for
+from service.core.certifier import DEFAULT_FIRST_LOOK, chunk_size_for
 from service.core.results import CertifyParams
 
 # --- the predictable plug-in bets of W-S&R (order-dependent): the alternative measured, not shipped
@@ -101,7 +101,7 @@ def plugin_running_lower_bound(
 
 
 ALPHA: float = CertifyParams.model_fields["alpha"].default
-FIRST_LOOK: int = CertifyParams.model_fields["first_look"].default
+FIRST_LOOK: int = DEFAULT_FIRST_LOOK  # the pipeline's first look without a target
 TOLERANCE: float = CertifyParams.model_fields["tolerance"].default
 CIFAR_SHAPE = (3, 32, 32)
 

@@ -231,3 +231,13 @@ def test_bad_bet_grids_are_refused(
 ) -> None:
     with pytest.raises(ValueError):
         betting.mixture_log_capital(3, 5, 0.5, bets, weights)
+
+
+def test_the_confidence_sequence_benchmark_builds_its_options() -> None:
+    """Its defaults come from the service's (the first look once became optional there)."""
+    from benchmarks import confidence_sequences
+
+    with pytest.raises(SystemExit) as exited:
+        confidence_sequences.main(["--help"])
+    assert exited.value.code == 0
+    assert confidence_sequences.FIRST_LOOK == 32

@@ -41,8 +41,8 @@ from service.core.votes import ChunkCounts, VoteStore, chunk_key
 from service.observability import current_request_id, span
 
 __all__ = [
-    "MAX_LOOKS", "Certifier", "ModelVersionChanged", "Progress", "Sampler", "chunk_size_for",
-    "sequential_plan",
+    "DEFAULT_FIRST_LOOK", "MAX_LOOKS", "Certifier", "ModelVersionChanged", "Progress", "Sampler",
+    "chunk_size_for", "sequential_plan",
 ]  # fmt: skip
 
 Progress = Callable[[int, int], None]
@@ -53,7 +53,7 @@ _NOISE_FLOATS_PER_CHUNK = 1 << 25  # 128 MiB of float32 noise at most per chunk
 # photo's progress (reported per chunk) moves every few seconds on a CPU, not once a minute.
 _PIXELS_PER_CHUNK = DEFAULT_CHUNK_SIZE * 3 * 32 * 32
 _TOP_COUNTS = 5
-_DEFAULT_FIRST_LOOK = 32  # cp-spending: few looks, each costs alpha
+DEFAULT_FIRST_LOOK = 32  # cp-spending: few looks, each costs alpha
 MAX_LOOKS = 2_000  # betting: look_every is raised to n / MAX_LOOKS where n is larger
 
 
@@ -457,7 +457,7 @@ def sequential_plan(
 
 
 def _first_look(params: CertifyParams) -> int:
-    return params.first_look or _DEFAULT_FIRST_LOOK
+    return params.first_look or DEFAULT_FIRST_LOOK
 
 
 def _look_unit(params: CertifyParams, shape: tuple[int, ...]) -> int:
