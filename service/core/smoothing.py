@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal, TypeVar
 
@@ -424,20 +424,20 @@ def _fewest_unanimous(alpha: float, m0: float) -> int:
     hi = 1
     while not betting.rejects(hi, hi, m0, alpha):
         hi *= 2
-    lo = hi // 2
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if betting.rejects(mid, mid, m0, alpha) else (mid, hi)
-    return hi
+    return _first_true(hi // 2, hi, lambda t: bool(betting.rejects(t, t, m0, alpha)))
 
 
 @functools.lru_cache(maxsize=1 << 10)
 def _successes_needed(budget: int, alpha: float, m0: float) -> int:
     """The fewest successes of ``budget`` with which the sequence rejects m0 (budget + 1: none)."""
-    lo, hi = -1, budget + 1  # rejects(s) is monotone in s: bisect
+    return _first_true(-1, budget + 1, lambda s: bool(betting.rejects(s, budget, m0, alpha)))
+
+
+def _first_true(lo: int, hi: int, holds: Callable[[int], bool]) -> int:
+    """The least x in (lo, hi] where the monotone ``holds`` is true (hi when none below is)."""
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if betting.rejects(mid, budget, m0, alpha) else (mid, hi)
+        lo, hi = (lo, mid) if holds(mid) else (mid, hi)
     return hi
 
 
