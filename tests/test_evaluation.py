@@ -36,7 +36,7 @@ from tests.conftest import LOSSLESS, _need
 CLASSIFIER = "cifar10-resnet20"  # shipped, small: the tests' stand-in for the ResNet-56 target
 BENCHMARKS = (
     "adapters", "attack", "certify", "confidence-sequences", "denoisers", "fairness", "load",
-    "queries", "throughput", "workers",
+    "photos", "queries", "throughput", "workers",
 )  # fmt: skip
 
 
