@@ -109,6 +109,33 @@ async def test_nan_and_infinity_are_not_json(c: httpx.AsyncClient) -> None:
         _short_problem(response, 400)
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("target_radius", "1e400"), ("tolerance", "1e400"), ("sigma", "-1e400"), ("alpha", "5e-324")],
+)
+async def test_overflowing_and_underflowing_numbers_are_a_422(
+    c: httpx.AsyncClient, field: str, value: str
+) -> None:
+    """1e400 parses to an infinity (a certificate holding one cannot be signed) and an alpha of
+    5e-324 underflows to 0 once the ledger divides it: both were a 500."""
+    body = f'{{"image": "{_png()}", "n": 20, "n0": 10, "mode": "sequential", "{field}": {value}}}'
+    response = await c.post("/v1/certify", content=body, headers=JSON)
+    problem = _short_problem(response, 422)
+    assert problem["errors"][0]["field"] == field  # type: ignore[index]
+
+
+async def test_the_smallest_alpha_certifies_at_later_ledger_positions() -> None:
+    body = f'{{"image": "{_png()}", "n": 40, "n0": 10, "alpha": 1e-12, '
+    plans = ('"mode": "fixed"}', '"mode": "sequential", "target_radius": 0.25}')
+    async with client() as c:  # its own ledger: the image's first streams
+        responses = [await c.post("/v1/certify", content=body + p, headers=JSON) for p in plans]
+    for stream, response in enumerate(responses, 1):
+        assert response.status_code == 200, response.text[:500]
+        ledger = response.json()["ledger"]
+        assert ledger["stream"] == stream
+        assert 0 < ledger["alpha_spent"] < 1e-12
+
+
 async def test_a_5_mb_classifier_name_is_not_echoed(c: httpx.AsyncClient) -> None:
     name = "x" * 5_000_000
     response = await c.post("/v1/certify", json={"image": _png(), "classifier": name})

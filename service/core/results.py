@@ -49,7 +49,12 @@ _EXAMPLE_COMMON: dict[str, Any] = {
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No infinities: JSON's 1e400 parses to one, and no field has a use for it (a certificate
+    # holding one could not be signed: JCS has no infinity).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+ALPHA_MIN = 1e-12  # below it the ledger's share of alpha per look can underflow to 0
 
 
 class PredictParams(StrictModel):
@@ -59,7 +64,10 @@ class PredictParams(StrictModel):
         "sigma in the 7th decimal is no fresh chance at a certificate)",
     )  # fmt: skip
     n: int = Field(10_000, ge=1, le=10_000_000, description="number of noisy samples")
-    alpha: float = Field(0.001, gt=0, lt=0.5, description="failure probability")
+    alpha: float = Field(
+        0.001, ge=ALPHA_MIN, lt=0.5,
+        description="failure probability (at least 1e-12)",
+    )  # fmt: skip
 
     @field_validator("sigma")
     @classmethod

@@ -491,7 +491,7 @@ export interface components {
         CertifyEstimateForm: {
             /**
              * Alpha
-             * @description failure probability
+             * @description failure probability (at least 1e-12)
              * @default 0.001
              */
             alpha?: number;
@@ -592,7 +592,7 @@ export interface components {
         CertifyEstimateRequest: {
             /**
              * Alpha
-             * @description failure probability
+             * @description failure probability (at least 1e-12)
              * @default 0.001
              */
             alpha?: number;
@@ -700,7 +700,7 @@ export interface components {
         CertifyForm: {
             /**
              * Alpha
-             * @description failure probability
+             * @description failure probability (at least 1e-12)
              * @default 0.001
              */
             alpha?: number;
@@ -801,7 +801,7 @@ export interface components {
         CertifyRequest: {
             /**
              * Alpha
-             * @description failure probability
+             * @description failure probability (at least 1e-12)
              * @default 0.001
              */
             alpha?: number;
@@ -1162,7 +1162,7 @@ export interface components {
         JobForm: {
             /**
              * Alpha
-             * @description failure probability
+             * @description failure probability (at least 1e-12)
              * @default 0.001
              */
             alpha?: number;
@@ -1283,7 +1283,7 @@ export interface components {
         JobRequest: {
             /**
              * Alpha
-             * @description failure probability
+             * @description failure probability (at least 1e-12)
              * @default 0.001
              */
             alpha?: number;
@@ -1471,7 +1471,7 @@ export interface components {
         PredictForm: {
             /**
              * Alpha
-             * @description failure probability
+             * @description failure probability (at least 1e-12)
              * @default 0.001
              */
             alpha?: number;
@@ -1523,7 +1523,7 @@ export interface components {
         PredictRequest: {
             /**
              * Alpha
-             * @description failure probability
+             * @description failure probability (at least 1e-12)
              * @default 0.001
              */
             alpha?: number;

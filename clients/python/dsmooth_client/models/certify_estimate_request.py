@@ -20,7 +20,7 @@ T = TypeVar("T", bound="CertifyEstimateRequest")
 class CertifyEstimateRequest:
     """
     Attributes:
-        alpha (float | Unset): failure probability Default: 0.001.
+        alpha (float | Unset): failure probability (at least 1e-12) Default: 0.001.
         budget (int | None | Unset): most classifier queries this request may spend
         candidate (CertifyEstimateRequestCandidateType0 | None | Unset): 'noisy': top class of n0 noisy samples;
             'clean': the classifier's label on the clean image (one query). Default: clean for paid classifiers, noisy

@@ -21,7 +21,7 @@ class CertifyRequest:
     """
     Attributes:
         image (str): the image (PNG, JPEG, WebP, BMP, GIF), base64-encoded; a data: URL works too
-        alpha (float | Unset): failure probability Default: 0.001.
+        alpha (float | Unset): failure probability (at least 1e-12) Default: 0.001.
         budget (int | None | Unset): most classifier queries this request may spend
         candidate (CertifyRequestCandidateType0 | None | Unset): 'noisy': top class of n0 noisy samples; 'clean': the
             classifier's label on the clean image (one query). Default: clean for paid classifiers, noisy otherwise

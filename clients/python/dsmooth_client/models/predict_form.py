@@ -17,7 +17,7 @@ class PredictForm:
     """
     Attributes:
         image (File): the image file (PNG, JPEG, WebP, BMP, GIF)
-        alpha (float | Unset): failure probability Default: 0.001.
+        alpha (float | Unset): failure probability (at least 1e-12) Default: 0.001.
         budget (int | None | Unset): most classifier queries this request may spend
         classifier (None | str | Unset): catalog name (GET /v1/classifiers)
         denoiser (None | str | Unset): catalog name (GET /v1/denoisers); default: the default denoiser, or its sibling
