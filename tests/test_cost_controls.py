@@ -270,9 +270,28 @@ async def test_monthly_spend_is_booked_at_the_worst_case_and_settled_at_what_was
         assert await quotas.spent_micros("alice", later.day) == 0
 
 
+async def test_a_booking_is_settled_once_however_often_its_request_ends(quotas_kind: str) -> None:
+    """A job taken over while its first gateway still runs ends on both replicas: the second
+    settlement (here from the booking's stored JSON, as the takeover reads it) gives nothing."""
+    async with _quotas(quotas_kind) as quotas:
+        budgets = DailyBudgets(quotas)
+        alice = Principal("alice", None, monthly_usd=1.0)
+        booking = await budgets.reserve(alice, 600, AZURE_PRICE)
+        other = await budgets.reserve(alice, 100, AZURE_PRICE)
+        await budgets.settle(booking, spent=100)
+        await budgets.settle(Booking.from_json(booking.to_json()), spent=0)
+        await budgets.settle(booking, spent=50, paid=0)
+        usage = await budgets.usage(alice)
+        assert usage.queries_today == 100 + 100
+        assert usage.spent_usd_this_month == pytest.approx(0.2)
+        await budgets.settle(other, spent=0)  # another booking of the same key still settles
+        assert (await budgets.usage(alice)).queries_today == 100
+
+
 def test_bookings_of_older_versions_read_as_free() -> None:
     old = json.dumps({"key": "alice", "day": "2026-11-30", "queries": 7})
     assert Booking.from_json(old).micros == 0
+    assert Booking.from_json(old).id != Booking.from_json(old).id  # each settles once
     booking = Booking("alice", dt.date(2026, 11, 30), 7, 0.0015)
     assert Booking.from_json(booking.to_json()) == booking and booking.micros == 10_500
 

@@ -13,7 +13,7 @@ import json
 import math
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from service.api.problems import ProblemError
@@ -88,6 +88,8 @@ def _unauthorised(detail: str) -> ProblemError:
     )
 
 
+_TWO_DAYS = dt.timedelta(days=2)
+
 BudgetRefusal = Literal["daily", "monthly"]
 """Which limit a booking would have passed: the key's daily queries or its monthly dollars."""
 
@@ -123,8 +125,12 @@ class Quotas(Protocol):
         (one atomic step): None when booked, else the limit the booking would have passed."""
         ...
 
-    async def unbook(self, name: str, day: dt.date, queries: int, micros: int = 0) -> None:
-        """Give back queries to the day's count and micros to its month's (never below 0)."""
+    async def unbook(
+        self, name: str, day: dt.date, queries: int, micros: int = 0, once: str | None = None
+    ) -> bool:
+        """Give back queries to the day's count and micros to its month's (never below 0);
+        with ``once`` (a booking's id) only the first time for that id, in the same atomic
+        step: False when it was given back before."""
         ...
 
     async def spent(self, name: str, day: dt.date) -> int:
@@ -146,6 +152,7 @@ class MemoryQuotas:
     def __init__(self) -> None:
         self._spent: dict[tuple[str, dt.date], int] = {}
         self._micros: dict[tuple[str, str], int] = {}
+        self._settled: dict[str, dt.date] = {}  # booking ids given back, by the day booked
         self._arrival: dict[str, float] = {}
 
     async def book(
@@ -157,7 +164,7 @@ class MemoryQuotas:
         micros: int = 0,
         monthly_limit: int | None = None,
     ) -> BudgetRefusal | None:
-        self._spent.pop((name, day - dt.timedelta(days=2)), None)
+        self._spent.pop((name, day - _TWO_DAYS), None)
         total = self._spent.get((name, day), 0) + queries
         if limit is not None and total > limit:
             return "daily"
@@ -170,11 +177,19 @@ class MemoryQuotas:
             self._micros[month] = spend
         return None
 
-    async def unbook(self, name: str, day: dt.date, queries: int, micros: int = 0) -> None:
+    async def unbook(
+        self, name: str, day: dt.date, queries: int, micros: int = 0, once: str | None = None
+    ) -> bool:
+        if once is not None:
+            self._settled = {k: d for k, d in self._settled.items() if d >= day - _TWO_DAYS}
+            if once in self._settled:
+                return False
+            self._settled[once] = day
         self._spent[(name, day)] = max(0, self._spent.get((name, day), 0) - queries)
         if micros > 0:
             month = (name, month_of(day))
             self._micros[month] = max(0, self._micros.get(month, 0) - micros)
+        return True
 
     async def spent(self, name: str, day: dt.date) -> int:
         return self._spent.get((name, day), 0)
@@ -202,6 +217,9 @@ class Booking:
     day: dt.date
     queries: int
     price_per_query: float = 0.0
+    # Settled at most once by this id: a job taken over by another replica while its first
+    # gateway still runs (a lease lost in a Redis outage) ends twice, and must refund once.
+    id: str = field(default_factory=lambda: secrets.token_hex(12))
 
     @property
     def micros(self) -> int:
@@ -214,6 +232,7 @@ class Booking:
                 "day": self.day.isoformat(),
                 "queries": self.queries,
                 "price_per_query": self.price_per_query,
+                "id": self.id,
             }
         )
 
@@ -225,6 +244,7 @@ class Booking:
             dt.date.fromisoformat(fields["day"]),
             int(fields["queries"]),
             float(fields.get("price_per_query", 0.0)),  # absent in records of older versions
+            str(fields.get("id") or secrets.token_hex(12)),
         )
 
 
@@ -296,7 +316,9 @@ class DailyBudgets:
         paid = spent if paid is None else min(paid, spent)
         refund = booking.micros - micro_usd(max(0, paid), booking.price_per_query)
         if unsent > 0 or refund > 0:
-            await self.quotas.unbook(booking.key, booking.day, unsent, max(0, refund))
+            await self.quotas.unbook(
+                booking.key, booking.day, unsent, max(0, refund), once=booking.id
+            )
 
     async def spent_today(self, principal: Principal) -> int:
         return await self.quotas.spent(principal.name, dt.datetime.now(dt.UTC).date())

@@ -46,14 +46,19 @@ end
 return 0
 """
 
-# KEYS: the day's queries, the month's micro-USD; ARGV: what goes back to each (never below 0).
+# KEYS: the day's queries, the month's micro-USD, and (optional) the booking's settled mark;
+# ARGV: what goes back to each (never below 0), the mark's lifetime in seconds. Answers 0 when
+# the booking was settled before (nothing given back), else 1.
 _UNBOOK = """
+if KEYS[3] and not redis.call('SET', KEYS[3], 1, 'NX', 'EX', ARGV[3]) then
+  return 0
+end
 for i = 1, 2 do
   if tonumber(ARGV[i]) > 0 and redis.call('DECRBY', KEYS[i], ARGV[i]) < 0 then
     redis.call('SET', KEYS[i], 0)
   end
 end
-return 0
+return 1
 """
 
 # GCRA (a leaky bucket as one timestamp): each request moves the key's "theoretical arrival
@@ -69,6 +74,9 @@ if wait > 0 then return wait end
 redis.call('SET', KEYS[1], tat + interval, 'PX', math.ceil(tat + interval - now))
 return 0
 """
+
+
+_SETTLED_TTL_S = 3 * 86_400
 
 
 def _budget_key(name: str, day: dt.date) -> str:
@@ -119,9 +127,13 @@ class RedisQuotas:
         refused = int(await self._book(keys=keys, args=args))
         return None if refused == 0 else "daily" if refused == 1 else "monthly"
 
-    async def unbook(self, name: str, day: dt.date, queries: int, micros: int = 0) -> None:
+    async def unbook(
+        self, name: str, day: dt.date, queries: int, micros: int = 0, once: str | None = None
+    ) -> bool:
         keys = [_budget_key(name, day), _spend_key(name, day)]
-        await self._unbook(keys=keys, args=[queries, micros])
+        if once is not None:  # outlives the day booked: a takeover settles after it
+            keys.append(f"dsmooth:settled:{{{name}}}:{once}")
+        return bool(await self._unbook(keys=keys, args=[queries, micros, _SETTLED_TTL_S]))
 
     async def spent(self, name: str, day: dt.date) -> int:
         return int(await self.redis.get(_budget_key(name, day)) or 0)
