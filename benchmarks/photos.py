@@ -17,8 +17,9 @@ fixed plan (n0 = 100 noisy selection samples, as the project's fixed plan and it
 use; the paper's vendor runs used n0 = 20, ``--n0 20``), alpha = 0.001; and the sequential plan's
 queries per photo (candidate = the clean photo's label, betting sequence with target radius
 ``--target-radius``, budget n). Two cheap measures over ``--agreement-count`` photos (default: all
-102): MobileNetV2's accuracy on the clean 224 px photos, and the agreement rate (one denoised
-noisy copy classified like the clean photo). Certificates are computed without the service's
+102): MobileNetV2's accuracy on the clean 224 px photos, and the agreement rate (a denoised
+noisy copy classified like the clean photo; ``--agreement-copies`` per photo) with those copies'
+PSNR. Certificates are computed without the service's
 ledger, so each holds at alpha on its own (as in ``dsmooth bench certify``).
 
 Defaults and cost, measured on a 2-core AMD EPYC with AVX512-BF16 (bf16, OMP_NUM_THREADS=1,
@@ -218,12 +219,12 @@ async def _clean_labels(sampler: Sampler, images: Sequence[torch.Tensor]) -> lis
 
 
 async def _agreement(
-    sampler: Sampler, images: Sequence[torch.Tensor], clean: Sequence[str | None], sigma: float,
-    copies: int,
-) -> float:  # fmt: skip
-    """Mean over photos of the share of ``copies`` denoised noisy copies labelled as the clean
-    photo (seeded apart from every certificate's noise)."""
-    shares = []
+    sampler: Sampler, denoiser: LocalDenoiser, images: Sequence[torch.Tensor],
+    clean: Sequence[str | None], sigma: float, copies: int,
+) -> dict[str, float]:  # fmt: skip
+    """Over photos, the mean share of ``copies`` denoised noisy copies labelled as the clean
+    photo, and the copies' mean PSNR against it (seeded apart from every certificate's noise)."""
+    shares, psnrs = [], []
     for image, label in zip(images, clean, strict=True):
         digest = image_digest(image)
         params = {**sampler.noise_params, "benchmark": "agreement"}
@@ -233,7 +234,11 @@ async def _agreement(
         )
         votes = await sampler.count(image, chunk)
         shares.append(votes.counts.get(label, 0) / copies if label is not None else 0.0)
-    return statistics.fmean(shares) if shares else 0.0
+        denoised = await denoiser.on_model_thread(denoiser.denoised, image, chunk)
+        mse = (denoised.clamp(0, 1) - image.float()).square().mean(dim=(1, 2, 3))
+        psnrs += (-10 * torch.log10(mse.clamp_min(1e-10))).tolist()
+    mean = statistics.fmean
+    return {"rate": mean(shares) if shares else 0.0, "psnr_db": mean(psnrs) if psnrs else 0.0}
 
 
 @asynccontextmanager
@@ -273,7 +278,7 @@ async def _run_via(
     classifier = load_classifier(CLASSIFIER)
     precision = opts.precision
 
-    def sampler_for(denoiser: str) -> tuple[Sampler, LoadedModel]:
+    def sampler_for(denoiser: str) -> tuple[Sampler, LocalDenoiser, LoadedModel]:
         nonlocal precision
         model = load_denoiser(denoiser)  # once per row: a checkpoint retrained meanwhile waits
         local: LocalSampler | LocalDenoiser
@@ -285,7 +290,7 @@ async def _run_via(
             local = LocalDenoiser(model, opts.device, opts.batch_size, precision=prec)
             sampler = RemoteSampler("google", local, fanout)
         precision = str(local.compute_dtype)
-        return sampler, model
+        return sampler, local, model
 
     # Clean labels (no noise, no denoiser): MobileNetV2's accuracy on the 224 px photos.
     judged = photos[: max(agreement_count, count)]
@@ -296,10 +301,10 @@ async def _run_via(
     rows_to_run, _ = _rows_to_run(opts)
     rows: list[dict[str, Any]] = []
     for sigma, denoiser in rows_to_run:
-        sampler, model = sampler_for(denoiser)
+        sampler, local, model = sampler_for(denoiser)
         certifier = Certifier(sampler, SECRET)
         agreement = await _agreement(
-            sampler, images[:agreement_count], clean[:agreement_count], sigma,
+            sampler, local, images[:agreement_count], clean[:agreement_count], sigma,
             opts.agreement_copies,
         )  # fmt: skip
         for n in ns:
@@ -346,8 +351,7 @@ async def _run_via(
                     ),
                 },
                 "agreement": {
-                    "photos": agreement_count, "copies": opts.agreement_copies,
-                    "rate": agreement,
+                    "photos": agreement_count, "copies": opts.agreement_copies, **agreement,
                 },
                 "seconds_per_photo": round(_fraction(
                     sum(r["seconds"] + r["sequential"]["seconds"] for r in results), len(results)
@@ -420,9 +424,11 @@ def _cells(row: dict[str, Any]) -> list[str]:
         str(row["photos"]),
         *(f"{100 * row['certified_accuracy'][str(r)]:.0f}" for r in RADII),
         f"{100 * row['certified_vs_clean_label_r0']:.0f}",
+        "-" if seq["queries_median"] is None else
         f"{seq['queries_median']:g} ({seq['queries_mean']:g})",
         f"{100 * seq['certified_at_target']:.0f}",
         f"{100 * row['agreement']['rate']:.0f}",
+        f"{row['agreement']['psnr_db']:.2f}",
         f"{row['seconds_per_photo']:.0f}",
     ]  # fmt: skip
 
@@ -432,7 +438,7 @@ def _header(report: dict[str, Any]) -> list[str]:
     return [
         "via", "denoiser", "sigma", "n", "photos", *(f"r={x:g}" for x in RADII),
         "r=0 vs clean label", f"seq. queries median (mean), r={r:g}", f"seq. certified r={r:g}",
-        "agreement", "s/photo",
+        "agreement", "PSNR dB", "s/photo",
     ]  # fmt: skip
 
 

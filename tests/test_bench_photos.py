@@ -117,6 +117,13 @@ def test_two_photos_end_to_end_local_and_through_google(tmp_path: Path) -> None:
     assert first["local"]["truth"] == first["local"]["clean_label_key"] == "1"
     assert first["google"]["truth"] == first["google"]["clean_label_key"] == "/m/n01440764"
     assert {"local", "google"} == set(report["clean_accuracy"])
+    # PSNR of the same copies against the clean photo: 20 log10(1 / 0.25) = 12 dB noisy (less
+    # where clipping at [0, 1] helps, more never), far higher once denoised.
+    psnr = {row["denoiser"]["name"]: row["agreement"]["psnr_db"] for row in report["rows"]}
+    assert 11 < psnr["none"] < 15 and psnr["unet-imagenet-s0.25-mse"] > 20
+    # --count 0 (agreement and PSNR only) leaves no queries to summarise: the table says "-".
+    report["rows"][0]["sequential"] |= {"queries_median": None, "queries_mean": None}
+    assert " - " in photos.format_table(report).splitlines()[1]
     markdown = out.with_suffix(".md").read_text()
     assert "| paper | Azure (black-box) | 0.25 | 100 | 100 | - | - | - | - | - | 33 |" in markdown
     assert out.with_suffix(".png").stat().st_size > 10_000
