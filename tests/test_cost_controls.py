@@ -26,7 +26,7 @@ from service.api.auth import Booking, DailyBudgets, MemoryQuotas, Principal, Quo
 from service.api.problems import ProblemError
 from service.config import ApiKey, Settings
 from service.core.query_estimate import PRIOR, estimate_queries
-from service.core.results import CertifyParams
+from service.core.results import LOOK_EVERY_FREE, LOOK_EVERY_PAID, CertifyParams
 from service.distributed.redis_quotas import RedisQuotas
 from service.distributed.redis_store import connect_redis
 from service.testing.fakes.common import FakeState
@@ -221,9 +221,13 @@ def test_expected_queries_follow_the_prior_and_stay_below_the_worst_case() -> No
     assert found.expected_queries == pytest.approx(mean, abs=0.05)
     assert all(1 < path.queries <= found.worst_case_queries for path in found.paths)
     assert found.expected_queries < found.worst_case_queries == 10_001
-    # A large image needs smaller chunks, which moves the looks: the shape goes into the plan.
+    # Looks every look_every samples (8 where queries are paid), unless the image is too large
+    # for that many copies per chunk: the shape goes into the plan.
+    paid = estimate_queries(params.for_queries(paid=True), AZURE_PRICE)
+    assert (found.chunk, paid.chunk) == (LOOK_EVERY_FREE, LOOK_EVERY_PAID)
+    assert paid.looks == 10_000 // LOOK_EVERY_PAID
     large = estimate_queries(params, AZURE_PRICE, shape=(3, 3000, 3000))
-    assert large.chunk is not None and large.chunk < 32 and found.chunk == 1000
+    assert large.chunk is not None and large.chunk < 8
 
 
 # --- Monthly spend -----------------------------------------------------------------------------

@@ -187,8 +187,9 @@ class EstimateModel(StrictModel):
     )
     looks: int = Field(description="looks of the plan (1 for the fixed plan)")
     chunk: int | None = Field(
-        description="samples per chunk the plan was built with: from the image's size when "
-        "sent, else 1,000 (any image that fits); null for the fixed plan"
+        description="samples between the sequential plan's looks (one chunk each): look_every, "
+        "or fewer where the image is too large for that many copies per chunk (from its size "
+        "when sent, else any image that fits); null for the fixed plan"
     )
     image_used: bool = Field(description="whether the image's size went into the plan")
     alpha_per_look: float | None = Field(
@@ -215,19 +216,19 @@ class CostEstimate(StrictModel):
                     "candidate": "clean",
                     "worst_case_queries": 10001,
                     "worst_case_usd": 10.001,
-                    "expected_queries": 191.4,
-                    "expected_usd": 0.1914,
+                    "expected_queries": 145.4,
+                    "expected_usd": 0.1454,
                     "model": {
                         "estimate": True,
                         "method": "expected-vote-paths",
                         "summary": "an estimate, not a quote: ...",
                         "bound": "betting",
-                        "looks": 313,
-                        "chunk": 1000,
+                        "looks": 1250,
+                        "chunk": 8,
                         "image_used": False,
                         "alpha_per_look": 0.000608,
                         "prior": [
-                            {"p_a": 1.0, "weight": 0.25, "queries": 65, "usd": 0.065,
+                            {"p_a": 1.0, "weight": 0.25, "queries": 57, "usd": 0.057,
                              "stop_reason": "target_certified"},
                         ],
                     },

@@ -41,7 +41,6 @@ __all__ = [
     "QueryEstimate",
     "estimate_queries",
     "selection_queries",
-    "sequential_plan",
     "worst_case_queries",
 ]
 
@@ -90,7 +89,7 @@ class QueryEstimate:
     price_per_query: float
     bound: smoothing.SequentialBound | None  # the sequential plan's bound; None when fixed
     looks: int  # looks of the plan (1 for the fixed plan)
-    chunk: int | None  # samples per chunk the plan was built with (None when fixed)
+    chunk: int | None  # samples between the sequential plan's looks (None when fixed)
     alpha_per_look: float | None
     summary: str
 
@@ -103,17 +102,6 @@ def selection_queries(params: CertifyParams) -> int:
 def worst_case_queries(params: CertifyParams) -> int:
     """What :meth:`Services.prepare` books: selection + n, whatever the mode."""
     return selection_queries(params) + params.n
-
-
-def sequential_plan(
-    params: CertifyParams, shape: tuple[int, ...] | None = None
-) -> smoothing.SequentialPlan:
-    """The plan the certifier runs for ``params`` on an image of ``shape`` (None: any image
-    small enough for full chunks), at ``params.alpha`` as given (the caller applies the
-    ledger's share, as the certifier does): :func:`service.core.certifier.sequential_plan`
-    itself, so the estimate follows whatever the certifier does."""
-    plan, _ = certifier.sequential_plan(params, shape or _FITTING_SHAPE)
-    return plan
 
 
 def estimate_queries(
@@ -147,10 +135,11 @@ def estimate_queries(
             summary="fixed plan: every request draws all its queries, so the expected cost is "
             "the worst case (an identical repeat is answered from the vote store for free)",
         )
-    chunk = certifier.chunk_size_for(shape or _FITTING_SHAPE)
-    # The first ledger stream's share of alpha, as the certifier applies it (rule 9).
+    # The certifier's own plan, at the first ledger stream's share of alpha (rule 9).
     alpha = params.alpha * alpha_share(1)
-    plan = sequential_plan(params.model_copy(update={"alpha": alpha}), shape)
+    plan, chunk = certifier.sequential_plan(
+        params.model_copy(update={"alpha": alpha}), shape or _FITTING_SHAPE
+    )
     walked = []
     for p, w in prior:
         drawn, reason = _stop(plan, params.sigma, params.target_radius, params.tolerance, p)

@@ -981,23 +981,23 @@ export interface components {
          *         "name": "azure",
          *         "version": "2024-02-01"
          *       },
-         *       "expected_queries": 191.4,
-         *       "expected_usd": 0.1914,
+         *       "expected_queries": 145.4,
+         *       "expected_usd": 0.1454,
          *       "mode": "sequential",
          *       "model": {
          *         "alpha_per_look": 0.000608,
          *         "bound": "betting",
-         *         "chunk": 1000,
+         *         "chunk": 8,
          *         "estimate": true,
          *         "image_used": false,
-         *         "looks": 313,
+         *         "looks": 1250,
          *         "method": "expected-vote-paths",
          *         "prior": [
          *           {
          *             "p_a": 1,
-         *             "queries": 65,
+         *             "queries": 57,
          *             "stop_reason": "target_certified",
-         *             "usd": 0.065,
+         *             "usd": 0.057,
          *             "weight": 0.25
          *           }
          *         ],
@@ -1094,7 +1094,7 @@ export interface components {
             bound: ("cp-spending" | "betting") | null;
             /**
              * Chunk
-             * @description samples per chunk the plan was built with: from the image's size when sent, else 1,000 (any image that fits); null for the fixed plan
+             * @description samples between the sequential plan's looks (one chunk each): look_every, or fewer where the image is too large for that many copies per chunk (from its size when sent, else any image that fits); null for the fixed plan
              */
             chunk: number | null;
             /**

@@ -25,8 +25,9 @@ class EstimateModel:
             alpha_per_look (float | None): the level of each look's bound, at the first ledger stream's share of alpha
                 (later streams of one image get less)
             bound (EstimateModelBoundType0 | None): the sequential plan's anytime-valid bound; null for the fixed plan
-            chunk (int | None): samples per chunk the plan was built with: from the image's size when sent, else 1,000 (any
-                image that fits); null for the fixed plan
+            chunk (int | None): samples between the sequential plan's looks (one chunk each): look_every, or fewer where the
+                image is too large for that many copies per chunk (from its size when sent, else any image that fits); null for
+                the fixed plan
             image_used (bool): whether the image's size went into the plan
             looks (int): looks of the plan (1 for the fixed plan)
             method (EstimateModelMethod): fixed-plan: the expected queries are the worst case; expected-vote-paths: the
