@@ -98,6 +98,20 @@ def test_plugin_capital_is_nonincreasing_in_m() -> None:
     assert np.all(np.diff(capital, axis=1) <= 1e-9 * (1 + np.abs(capital[:, 1:])))
 
 
+def test_one_count_at_a_time_gives_the_bound_of_a_batch() -> None:
+    """A certifier's look asks for one bound (searched 4 bits a round), a simulation for many
+    (bisected): the same largest rejected multiple of 2**-40, rejected indeed."""
+    rng = np.random.default_rng(11)
+    trials = rng.integers(1, 20_000, size=400)
+    successes = np.round(trials * rng.uniform(0.2, 1.0, size=400)).astype(np.int64)
+    batch = betting.lower_bound(successes, trials, ALPHA)
+    pairs = zip(successes, trials, strict=True)
+    alone = np.array([betting.lower_bound(s, t, ALPHA) for s, t in pairs])
+    assert np.array_equal(alone, batch) and np.all(batch > 0)
+    assert np.all(betting.rejects(successes, trials, batch, ALPHA))
+    assert not np.any(betting.rejects(successes, trials, batch + 2.0**-40, ALPHA))
+
+
 def test_running_bound_never_decreases_and_dominates_the_point_bound() -> None:
     successes = _successes(0.97, 10, 1500, seed=7)
     trials = np.arange(1, 1501)
