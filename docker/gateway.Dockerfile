@@ -23,7 +23,7 @@ COPY benchmarks ./benchmarks
 # constraints.txt (hence DL3013 off). /models is owned by the service user, so that a new
 # named volume mounted there (compose's models volume) is writable by models-init.
 # hadolint ignore=DL3013
-RUN pip install -c constraints.txt ".[aws]" \
+RUN pip install -c constraints.txt ".[serve]" \
     && groupadd --gid 10001 dsmooth \
     && useradd --create-home --uid 10001 --gid 10001 dsmooth \
     && mkdir /models && chown 10001:10001 /models

@@ -21,7 +21,7 @@ COPY benchmarks ./benchmarks
 # The project itself comes from this checkout, everything else at the versions of
 # constraints.txt (hence DL3013 off).
 # hadolint ignore=DL3013
-RUN pip install -c constraints.txt ".[aws]" \
+RUN pip install -c constraints.txt ".[serve]" \
     && groupadd --gid 10001 dsmooth \
     && useradd --create-home --uid 10001 --gid 10001 dsmooth \
     && mkdir /models && chown 10001:10001 /models

@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import threading
+import tomllib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -296,10 +297,22 @@ def test_images_and_make_install_from_the_lock() -> None:
             assert "-c constraints.txt" in install, (name, install)
         code = re.sub(r"^#.*$", "", text, flags=re.M)
         assert not re.search(r"torch(vision)?[=<>~]=", code), f"{name}: versions belong in the lock"
-        assert "torch" in " ".join(installs) and '".[aws]"' in " ".join(installs)
+        assert "torch" in " ".join(installs) and '".[serve]"' in " ".join(installs)
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^\$\(STAMP\): .*constraints\.txt", makefile, re.M)
     assert re.search(r"pip install .*-c constraints\.txt -e '\.\[dev\]'", makefile)
+
+
+def test_the_images_get_every_runtime_extra() -> None:
+    """The images install `.[serve]`: a classifier file (onnx:, tflite:, the shared MobileNetV2),
+    AWS and OpenTelemetry export must work in them as they do under `make`."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    runtime = set(extras) - {"dev", "serve"}
+    assert {"aws", "onnx", "tflite", "otel"} <= runtime
+    (serve,) = extras["serve"]
+    assert set(re.fullmatch(r"denoised-smoothing\[(.*)\]", serve)[1].split(",")) == runtime  # type: ignore[index]
 
 
 def test_the_lock_pins_this_environment() -> None:
