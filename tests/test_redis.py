@@ -196,6 +196,34 @@ def _wait_for_consumers(redis_url: str, names: set[str], timeout: float = 120) -
 
 
 @pytest.mark.redis
+async def test_the_image_goes_to_redis_once_for_all_its_chunks(redis_url: str) -> None:
+    """A sequential plan on a vendor looks every 8 samples, a chunk each: re-sending the pixels
+    with every task made a 12 MB photo gigabytes of Redis traffic per request."""
+    import torch
+
+    from service.core.noise import Chunk, Phase, image_digest
+    from service.distributed.client import StreamClient
+
+    image = torch.rand(3, 256, 256)
+    size, digest = image.numel() * 4, image_digest(image)
+    redis = connect_redis(redis_url)
+    stream = StreamClient(redis, cold_start_s=60)  # no worker: the tasks wait in the stream
+    try:
+        before = int((await redis.info("stats"))["total_net_input_bytes"])
+        for index in range(10):
+            chunk = Chunk(
+                phase=Phase.ESTIMATION, index=index, size=8, seed=index, sigma=0.25, digest=digest
+            )
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(stream.count(image, chunk, "c", "none", "torch-cpu"), 0.3)
+        sent = int((await redis.info("stats"))["total_net_input_bytes"]) - before
+        assert await redis.xlen(STREAM) == 10
+    finally:
+        await redis.aclose()
+    assert size <= sent < 1.5 * size, f"{sent:,} bytes to Redis for a {size:,}-byte image"
+
+
+@pytest.mark.redis
 @pytest.mark.subprocess
 @pytest.mark.slow
 async def test_stream_workers_give_the_in_process_certificate(

@@ -126,10 +126,13 @@ class StreamClient:
             )
         error_key = task.result_key + ":error"
         _raise_dead_letter(await self.redis.get(error_key))  # never fed to workers again
-        pixels = image.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
         key = image_key(task.chunk.digest)
+        # The pixels go over the wire only when Redis lacks them: a look every 8 samples is a
+        # chunk each, and re-sending a 12 MB photo for every one was gigabytes per request.
+        if not await self.redis.expire(key, self.image_ttl_s):
+            pixels = image.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
+            await self.redis.set(key, pixels, nx=True, ex=self.image_ttl_s)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(key, pixels, nx=True, ex=self.image_ttl_s)
             pipe.expire(key, self.image_ttl_s)
             pipe.delete(error_key)  # an earlier attempt's error (image expired...) is not ours
             pipe.xadd(STREAM, task.encode())  # type: ignore[arg-type]
