@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import json
 import os
 import signal
@@ -24,7 +25,8 @@ import redis as redis_sync
 from asgi_lifespan import LifespanManager
 
 from service.api.app import create_app
-from service.api.auth import hash_api_key
+from service.api.auth import Booking, hash_api_key
+from service.api.jobs import Job
 from service.config import Settings
 from service.distributed.redis_jobs import RedisJobRecords
 from service.distributed.redis_store import connect_redis
@@ -219,3 +221,34 @@ async def test_a_job_is_readable_on_another_replica_the_moment_it_is_accepted() 
     record = await records.get("j1")
     assert record is not None and record["view"] == '{"state": "queued"}'
     await records.redis.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_stored_job_this_version_refuses_fails_and_takeovers_go_on() -> None:
+    """A job accepted by an older version with options this one refuses (alpha below 1e-12)
+    is failed with a problem when taken over; it once ended the takeover loop, so the jobs
+    after it were never resumed."""
+    url = "redis://127.0.0.1:6379/13"
+    try:
+        redis_sync.Redis.from_url(url).flushdb()
+    except redis_sync.ConnectionError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    records = RedisJobRecords(connect_redis(url), lease_s=0.001)  # leases lapse at once
+    booking = Booking("alice", dt.datetime.now(dt.UTC).date(), 30).to_json()
+    for job_id, alpha in (("a-refused", 1e-13), ("b-valid", 0.001)):
+        options = json.dumps({"operation": "certify", "alpha": alpha, "n0": 10, "n": 20})
+        view = Job("alice", "certify", 30, job_id).view().model_dump_json()
+        fields = {"owner": "alice", "operation": "certify", "options": options, "booking": booking}
+        await records.create(job_id, fields, _png(11), view)
+    await records.redis.aclose()
+    values: dict[str, Any] = {k.removeprefix("DSMOOTH_").lower(): v for k, v in ENV.items()}
+    values["api_keys"] = json.loads(values["api_keys"])
+    async with _asgi_client(Settings(**values, redis_url=url)) as client:
+        ended = [
+            await _until_view(client, job_id, lambda v: v["state"] in ("succeeded", "failed"))
+            for job_id in ("a-refused", "b-valid")
+        ]
+    refused, valid = ended
+    assert refused["state"] == "failed" and refused["error"]["type"] == "/problems/job-invalid"
+    assert "alpha" in refused["error"]["detail"]
+    assert valid["state"] == "succeeded" and valid["result"]["queries"]["total"] == 30

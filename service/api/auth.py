@@ -126,11 +126,19 @@ class Quotas(Protocol):
         ...
 
     async def unbook(
-        self, name: str, day: dt.date, queries: int, micros: int = 0, once: str | None = None
-    ) -> bool:
-        """Give back queries to the day's count and micros to its month's (never below 0);
-        with ``once`` (a booking's id) only the first time for that id, in the same atomic
-        step: False when it was given back before."""
+        self,
+        name: str,
+        day: dt.date,
+        queries: int,
+        micros: int = 0,
+        settlement: str | None = None,
+    ) -> None:
+        """Give back queries to the day's count and micros to its month's (never below 0).
+
+        With ``settlement`` (a job's booking id; one atomic step): a booking settled more than
+        once — a job taken over by another replica while its first gateway still ran — gets
+        back the smallest refund asked, whatever the order (a larger one before is charged
+        back)."""
         ...
 
     async def spent(self, name: str, day: dt.date) -> int:
@@ -152,7 +160,8 @@ class MemoryQuotas:
     def __init__(self) -> None:
         self._spent: dict[tuple[str, dt.date], int] = {}
         self._micros: dict[tuple[str, str], int] = {}
-        self._settled: dict[str, dt.date] = {}  # booking ids given back, by the day booked
+        # jobs' settlements by the day booked: booking id -> (queries, micros) given back
+        self._settled: dict[dt.date, dict[str, tuple[int, int]]] = {}
         self._arrival: dict[str, float] = {}
 
     async def book(
@@ -178,18 +187,31 @@ class MemoryQuotas:
         return None
 
     async def unbook(
-        self, name: str, day: dt.date, queries: int, micros: int = 0, once: str | None = None
-    ) -> bool:
-        if once is not None:
-            self._settled = {k: d for k, d in self._settled.items() if d >= day - _TWO_DAYS}
-            if once in self._settled:
-                return False
-            self._settled[once] = day
+        self,
+        name: str,
+        day: dt.date,
+        queries: int,
+        micros: int = 0,
+        settlement: str | None = None,
+    ) -> None:
+        if settlement is not None:
+            for stale in [d for d in self._settled if d < day - _TWO_DAYS]:
+                del self._settled[stale]
+            settled = self._settled.setdefault(day, {})
+            if settlement in settled:  # settled before: keep the smaller refund
+                given_q, given_m = settled[settlement]
+                self._spent[(name, day)] = self._spent.get((name, day), 0) + max(
+                    0, given_q - queries
+                )
+                month = (name, month_of(day))
+                self._micros[month] = self._micros.get(month, 0) + max(0, given_m - micros)
+                settled[settlement] = (min(given_q, queries), min(given_m, micros))
+                return
+            settled[settlement] = (queries, micros)
         self._spent[(name, day)] = max(0, self._spent.get((name, day), 0) - queries)
         if micros > 0:
             month = (name, month_of(day))
             self._micros[month] = max(0, self._micros.get(month, 0) - micros)
-        return True
 
     async def spent(self, name: str, day: dt.date) -> int:
         return self._spent.get((name, day), 0)
@@ -217,8 +239,8 @@ class Booking:
     day: dt.date
     queries: int
     price_per_query: float = 0.0
-    # Settled at most once by this id: a job taken over by another replica while its first
-    # gateway still runs (a lease lost in a Redis outage) ends twice, and must refund once.
+    # A job's settlements go by this id: taken over by another replica while its first gateway
+    # still runs (a lease lost in a Redis outage), it ends twice and must be refunded once.
     id: str = field(default_factory=lambda: secrets.token_hex(12))
 
     @property
@@ -244,7 +266,8 @@ class Booking:
             dt.date.fromisoformat(fields["day"]),
             int(fields["queries"]),
             float(fields.get("price_per_query", 0.0)),  # absent in records of older versions
-            str(fields.get("id") or secrets.token_hex(12)),
+            # Older records have no id: one from the record itself, the same at every reading.
+            str(fields.get("id") or hashlib.sha256(text.encode()).hexdigest()[:24]),
         )
 
 
@@ -308,17 +331,20 @@ class DailyBudgets:
             )
         return booking
 
-    async def settle(self, booking: Booking, spent: int, paid: int | None = None) -> None:
+    async def settle(
+        self, booking: Booking, spent: int, paid: int | None = None, *, job: bool = False
+    ) -> None:
         """Give back what was booked but not sent (cached, stopped early, failed), on the day
         (and month) it was booked. ``paid``: the queries billed, for the dollars (the sent ones
-        less those that failed for good, as a certificate's ``cost``); default ``spent``."""
+        less those that failed for good, as a certificate's ``cost``); default ``spent``.
+        A ``job``'s booking may be settled by two replicas: it keeps the smaller refund."""
         unsent = max(0, booking.queries - spent)
         paid = spent if paid is None else min(paid, spent)
-        refund = booking.micros - micro_usd(max(0, paid), booking.price_per_query)
-        if unsent > 0 or refund > 0:
-            await self.quotas.unbook(
-                booking.key, booking.day, unsent, max(0, refund), once=booking.id
-            )
+        refund = max(0, booking.micros - micro_usd(max(0, paid), booking.price_per_query))
+        if job:
+            await self.quotas.unbook(booking.key, booking.day, unsent, refund, booking.id)
+        elif unsent > 0 or refund > 0:
+            await self.quotas.unbook(booking.key, booking.day, unsent, refund)
 
     async def spent_today(self, principal: Principal) -> int:
         return await self.quotas.spent(principal.name, dt.datetime.now(dt.UTC).date())

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.exceptions import RedisError
 
 from service.api.auth import Principal
@@ -270,7 +270,12 @@ class JobManager:
             await asyncio.sleep(interval_s)
             try:
                 for job_id in await records.claim_expired():
-                    await self._resume(records, job_id, resume, on_error)
+                    try:
+                        await self._resume(records, job_id, resume, on_error)
+                    except RedisError:
+                        raise
+                    except Exception:  # one bad record must not end the loop for all
+                        log.exception("job takeover: job %s could not be resumed", job_id)
             except RedisError:
                 log.warning("job takeover: Redis unreachable", exc_info=True)
 
@@ -309,6 +314,18 @@ class JobManager:
             if exc.status in (429, 503):
                 return  # busy here: the lease runs out again and someone retries
             job.fail(on_error(exc))
+            await records.finish(job_id, job.view().model_dump_json(), int(self.ttl))
+            return
+        except ValidationError as exc:  # accepted by an older version, refused by this one
+            job.fail(
+                Problem(
+                    type="/problems/job-invalid",
+                    title="Job no longer valid",
+                    status=422,
+                    detail="the gateway running this job stopped, and this version refuses its "
+                    f"request ({_first_error(exc)}); submit it again with valid options",
+                )
+            )
             await records.finish(job_id, job.view().model_dump_json(), int(self.ttl))
             return
         log.info("job %s: taken over from a gateway that stopped", job_id)
@@ -409,3 +426,9 @@ async def _quietly(work: Awaitable[None]) -> None:
         await work
     except RedisError:
         log.warning("could not release a job's lease", exc_info=True)
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    field = ".".join(str(part) for part in error["loc"]) or "request"
+    return f"{field}: {error['msg']}"[:200]

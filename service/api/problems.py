@@ -360,6 +360,10 @@ _TYPES = (
     ProblemType("job-lost", 503, "Job lost",
         "A job's error: the gateway running it stopped and its request was not kept.",
         "Submit the job again (the votes drawn so far are reused)."),
+    ProblemType("job-invalid", 422, "Job no longer valid",
+        "A job's error: the gateway running it stopped, and the one taking it over (a newer "
+        "version) refuses its stored request.",
+        "Submit the job again with options this version accepts."),
     ProblemType("client-closed-request", 499, "Client closed request",
         "The client disconnected before the answer; nobody reads this document, logs and "
         "metrics do.",

@@ -187,9 +187,10 @@ class EstimateModel(StrictModel):
     )
     looks: int = Field(description="looks of the plan (1 for the fixed plan)")
     chunk: int | None = Field(
-        description="samples between the sequential plan's looks (one chunk each): look_every, "
-        "or fewer where the image is too large for that many copies per chunk (from its size "
-        "when sent, else any image that fits); null for the fixed plan"
+        description="samples per chunk of the sequential plan, its looks falling on whole "
+        "chunks: with a target, look_every (a look every chunk); without one, first_look (looks "
+        "at doubling counts); fewer where the image is too large for that many copies per chunk "
+        "(from its size when sent, else any image that fits); null for the fixed plan"
     )
     image_used: bool = Field(description="whether the image's size went into the plan")
     alpha_per_look: float | None = Field(

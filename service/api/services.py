@@ -369,17 +369,20 @@ class Services:
         prepared.resumed = True
         return self.job_runner(options.operation, prepared), lambda: self.finish(prepared)
 
-    async def finish(self, prepared: Prepared, spent: int = 0, paid: int | None = None) -> None:
+    async def finish(
+        self, prepared: Prepared, spent: int | None = 0, paid: int | None = None
+    ) -> None:
         """Release the request's admission ticket and settle its booking (idempotent): what it
         did not spend goes back to the key's budget, and what it did not pay for (``paid``
-        queries billed, default ``spent``) to its monthly spend."""
+        queries billed, default ``spent``) to its monthly spend. ``spent`` None: a job handed
+        over, whose booking the replica taking it over settles."""
         if prepared.settled:
             return
         prepared.settled = True
         prepared.ticket.release()
-        if prepared.booking is not None:
+        if prepared.booking is not None and spent is not None:
             try:
-                await self.budgets.settle(prepared.booking, spent, paid)
+                await self.budgets.settle(prepared.booking, spent, paid, job=prepared.job)
             except RedisError:  # the booking stays charged: the key loses, nobody gains
                 log.warning("could not settle a budget booking", exc_info=True)
 
@@ -400,7 +403,8 @@ class Services:
             if progress is not None:
                 progress(samples, planned)
 
-        spent, paid = 0, None
+        spent: int | None = 0
+        paid: int | None = None
         try:
             async with prepared.ticket:
                 track(0, prepared.planned)  # holds a running slot now: no longer queued
@@ -410,9 +414,9 @@ class Services:
             spent = result.queries.total - (0 if prepared.resumed else result.queries.cached)
             paid = spent - result.queries.failed  # failed for good: not billed (``cost``)
         except asyncio.CancelledError:
-            # A job handed over at shutdown keeps its whole booking: the replica that takes it
-            # over settles it once it has finished.
-            spent = prepared.planned if prepared.job and self.jobs.handing_over else done
+            # A job handed over at shutdown is not settled here: the replica that takes it
+            # over settles its booking once it has finished.
+            spent = None if prepared.job and self.jobs.handing_over else done
             raise
         except CredentialsError as exc:
             raise ProblemError(

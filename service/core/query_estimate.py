@@ -89,7 +89,7 @@ class QueryEstimate:
     price_per_query: float
     bound: smoothing.SequentialBound | None  # the sequential plan's bound; None when fixed
     looks: int  # looks of the plan (1 for the fixed plan)
-    chunk: int | None  # samples between the sequential plan's looks (None when fixed)
+    chunk: int | None  # samples per chunk of the sequential plan (None when fixed)
     alpha_per_look: float | None
     summary: str
 

@@ -130,13 +130,18 @@ class StreamClient:
         # The pixels go over the wire only when Redis lacks them: a look every 8 samples is a
         # chunk each, and re-sending a 12 MB photo for every one was gigabytes per request.
         if not await self.redis.expire(key, self.image_ttl_s):
-            pixels = image.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
-            await self.redis.set(key, pixels, nx=True, ex=self.image_ttl_s)
+            await self._upload(key, image)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.expire(key, self.image_ttl_s)
             pipe.delete(error_key)  # an earlier attempt's error (image expired...) is not ours
             pipe.xadd(STREAM, task.encode())  # type: ignore[arg-type]
-            await pipe.execute()
+            still_there, *_ = await pipe.execute()
+        if not still_there:  # lost since (a Redis restart): at once, before a worker looks
+            await self._upload(key, image)
+
+    async def _upload(self, key: str, image: torch.Tensor) -> None:
+        pixels = image.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
+        await self.redis.set(key, pixels, nx=True, ex=self.image_ttl_s)
 
     async def _wait(self, key: str, error_key: str, digest: str) -> bytes:
         """Poll for the result (or the error) until the timeout, or until no worker is alive."""

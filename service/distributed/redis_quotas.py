@@ -46,15 +46,28 @@ end
 return 0
 """
 
-# KEYS: the day's queries, the month's micro-USD, and (optional) the booking's settled mark;
-# ARGV: what goes back to each (never below 0), the mark's lifetime in seconds. Answers 0 when
-# the booking was settled before (nothing given back), else 1.
+# KEYS: the day's queries, the month's micro-USD, and (a job's) its booking's settlement;
+# ARGV: what goes back to each (never below 0), the settlement's lifetime in seconds. A job
+# settled again (taken over while its first gateway still ran) keeps the smaller refund: what
+# was given beyond it is charged back.
 _UNBOOK = """
-if KEYS[3] and not redis.call('SET', KEYS[3], 1, 'NX', 'EX', ARGV[3]) then
-  return 0
+local back = {tonumber(ARGV[1]), tonumber(ARGV[2])}
+if KEYS[3] then
+  local given = redis.call('HMGET', KEYS[3], 'q', 'm')
+  if given[1] then
+    for i = 1, 2 do
+      local extra = tonumber(given[i]) - back[i]
+      if extra > 0 then redis.call('INCRBY', KEYS[i], extra) end
+    end
+    redis.call('HSET', KEYS[3], 'q', math.min(tonumber(given[1]), back[1]),
+               'm', math.min(tonumber(given[2]), back[2]))
+    return 0
+  end
+  redis.call('HSET', KEYS[3], 'q', back[1], 'm', back[2])
+  redis.call('EXPIRE', KEYS[3], ARGV[3])
 end
 for i = 1, 2 do
-  if tonumber(ARGV[i]) > 0 and redis.call('DECRBY', KEYS[i], ARGV[i]) < 0 then
+  if back[i] > 0 and redis.call('DECRBY', KEYS[i], back[i]) < 0 then
     redis.call('SET', KEYS[i], 0)
   end
 end
@@ -128,12 +141,17 @@ class RedisQuotas:
         return None if refused == 0 else "daily" if refused == 1 else "monthly"
 
     async def unbook(
-        self, name: str, day: dt.date, queries: int, micros: int = 0, once: str | None = None
-    ) -> bool:
+        self,
+        name: str,
+        day: dt.date,
+        queries: int,
+        micros: int = 0,
+        settlement: str | None = None,
+    ) -> None:
         keys = [_budget_key(name, day), _spend_key(name, day)]
-        if once is not None:  # outlives the day booked: a takeover settles after it
-            keys.append(f"dsmooth:settled:{{{name}}}:{once}")
-        return bool(await self._unbook(keys=keys, args=[queries, micros, _SETTLED_TTL_S]))
+        if settlement is not None:  # outlives the day booked: a takeover settles after it
+            keys.append(f"dsmooth:settled:{{{name}}}:{settlement}")
+        await self._unbook(keys=keys, args=[queries, micros, _SETTLED_TTL_S])
 
     async def spent(self, name: str, day: dt.date) -> int:
         return int(await self.redis.get(_budget_key(name, day)) or 0)

@@ -1094,7 +1094,7 @@ export interface components {
             bound: ("cp-spending" | "betting") | null;
             /**
              * Chunk
-             * @description samples between the sequential plan's looks (one chunk each): look_every, or fewer where the image is too large for that many copies per chunk (from its size when sent, else any image that fits); null for the fixed plan
+             * @description samples per chunk of the sequential plan, its looks falling on whole chunks: with a target, look_every (a look every chunk); without one, first_look (looks at doubling counts); fewer where the image is too large for that many copies per chunk (from its size when sent, else any image that fits); null for the fixed plan
              */
             chunk: number | null;
             /**
@@ -2163,7 +2163,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Invalid parameters, unknown model or undecodable image. Problem types: [`invalid-parameters`](/problems/invalid-parameters), [`image-empty`](/problems/image-empty), [`image-corrupt`](/problems/image-corrupt), [`unknown-classifier`](/problems/unknown-classifier), [`unknown-denoiser`](/problems/unknown-denoiser), [`no-denoiser-for-sigma`](/problems/no-denoiser-for-sigma), [`classifier-not-configured`](/problems/classifier-not-configured), [`work-too-large`](/problems/work-too-large) */
+            /** @description Invalid parameters, unknown model or undecodable image. Problem types: [`invalid-parameters`](/problems/invalid-parameters), [`image-empty`](/problems/image-empty), [`image-corrupt`](/problems/image-corrupt), [`unknown-classifier`](/problems/unknown-classifier), [`unknown-denoiser`](/problems/unknown-denoiser), [`no-denoiser-for-sigma`](/problems/no-denoiser-for-sigma), [`classifier-not-configured`](/problems/classifier-not-configured), [`work-too-large`](/problems/work-too-large), [`job-invalid`](/problems/job-invalid) */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -2356,7 +2356,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Invalid parameters, unknown model or undecodable image. Problem types: [`invalid-parameters`](/problems/invalid-parameters), [`image-empty`](/problems/image-empty), [`image-corrupt`](/problems/image-corrupt), [`unknown-classifier`](/problems/unknown-classifier), [`unknown-denoiser`](/problems/unknown-denoiser), [`no-denoiser-for-sigma`](/problems/no-denoiser-for-sigma), [`classifier-not-configured`](/problems/classifier-not-configured), [`work-too-large`](/problems/work-too-large) */
+            /** @description Invalid parameters, unknown model or undecodable image. Problem types: [`invalid-parameters`](/problems/invalid-parameters), [`image-empty`](/problems/image-empty), [`image-corrupt`](/problems/image-corrupt), [`unknown-classifier`](/problems/unknown-classifier), [`unknown-denoiser`](/problems/unknown-denoiser), [`no-denoiser-for-sigma`](/problems/no-denoiser-for-sigma), [`classifier-not-configured`](/problems/classifier-not-configured), [`work-too-large`](/problems/work-too-large), [`job-invalid`](/problems/job-invalid) */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -2689,7 +2689,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Invalid parameters, unknown model or undecodable image. Problem types: [`invalid-parameters`](/problems/invalid-parameters), [`image-empty`](/problems/image-empty), [`image-corrupt`](/problems/image-corrupt), [`unknown-classifier`](/problems/unknown-classifier), [`unknown-denoiser`](/problems/unknown-denoiser), [`no-denoiser-for-sigma`](/problems/no-denoiser-for-sigma), [`classifier-not-configured`](/problems/classifier-not-configured), [`work-too-large`](/problems/work-too-large) */
+            /** @description Invalid parameters, unknown model or undecodable image. Problem types: [`invalid-parameters`](/problems/invalid-parameters), [`image-empty`](/problems/image-empty), [`image-corrupt`](/problems/image-corrupt), [`unknown-classifier`](/problems/unknown-classifier), [`unknown-denoiser`](/problems/unknown-denoiser), [`no-denoiser-for-sigma`](/problems/no-denoiser-for-sigma), [`classifier-not-configured`](/problems/classifier-not-configured), [`work-too-large`](/problems/work-too-large), [`job-invalid`](/problems/job-invalid) */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3165,7 +3165,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Invalid parameters, unknown model or undecodable image. Problem types: [`invalid-parameters`](/problems/invalid-parameters), [`image-empty`](/problems/image-empty), [`image-corrupt`](/problems/image-corrupt), [`unknown-classifier`](/problems/unknown-classifier), [`unknown-denoiser`](/problems/unknown-denoiser), [`no-denoiser-for-sigma`](/problems/no-denoiser-for-sigma), [`classifier-not-configured`](/problems/classifier-not-configured), [`work-too-large`](/problems/work-too-large) */
+            /** @description Invalid parameters, unknown model or undecodable image. Problem types: [`invalid-parameters`](/problems/invalid-parameters), [`image-empty`](/problems/image-empty), [`image-corrupt`](/problems/image-corrupt), [`unknown-classifier`](/problems/unknown-classifier), [`unknown-denoiser`](/problems/unknown-denoiser), [`no-denoiser-for-sigma`](/problems/no-denoiser-for-sigma), [`classifier-not-configured`](/problems/classifier-not-configured), [`work-too-large`](/problems/work-too-large), [`job-invalid`](/problems/job-invalid) */
             422: {
                 headers: {
                     [name: string]: unknown;

@@ -25,9 +25,10 @@ class EstimateModel:
             alpha_per_look (float | None): the level of each look's bound, at the first ledger stream's share of alpha
                 (later streams of one image get less)
             bound (EstimateModelBoundType0 | None): the sequential plan's anytime-valid bound; null for the fixed plan
-            chunk (int | None): samples between the sequential plan's looks (one chunk each): look_every, or fewer where the
-                image is too large for that many copies per chunk (from its size when sent, else any image that fits); null for
-                the fixed plan
+            chunk (int | None): samples per chunk of the sequential plan, its looks falling on whole chunks: with a target,
+                look_every (a look every chunk); without one, first_look (looks at doubling counts); fewer where the image is
+                too large for that many copies per chunk (from its size when sent, else any image that fits); null for the fixed
+                plan
             image_used (bool): whether the image's size went into the plan
             looks (int): looks of the plan (1 for the fixed plan)
             method (EstimateModelMethod): fixed-plan: the expected queries are the worst case; expected-vote-paths: the
