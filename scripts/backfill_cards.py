@@ -61,8 +61,9 @@ def card(name: str, metadata: dict) -> dict:
 def table() -> str:
     """The README table of every shipped denoiser's card (a test keeps README in step)."""
     rows = [
-        "| checkpoint | epochs | images seen | wall time | machine | last validation | resume |",
-        "|---|---|---|---|---|---|---|",
+        "| checkpoint | epochs | images seen | wall time | with its starting checkpoints "
+        "| machine | last validation | resume |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for path in sorted(CHECKPOINTS.glob("*.safetensors")):
         metadata = read_metadata(path)
@@ -74,9 +75,15 @@ def table() -> str:
             f"{key} {last[key]:.3g}" for key in ("psnr_denoised", "accuracy") if key in last
         )
         wall = f"{c['wall_seconds'] / 60:.0f} min" if c.get("wall_seconds") else "not recorded"
+        line = c.get("lineage") or {}
+        in_all = (
+            f"{line['runs']} runs, {line['wall_seconds'] / 60:.0f} min, {line['images_seen']:,}"
+            if line.get("runs", 1) > 1
+            else "-"
+        )
         rows.append(
-            f"| `{path.stem}` | {c['epochs']} | {c['images_seen']:,} | {wall} | {c['machine']} "
-            f"| {shown} | `{c['resume']}` |"
+            f"| `{path.stem}` | {c['epochs']} | {c['images_seen']:,} | {wall} | {in_all} "
+            f"| {c['machine']} | {shown} | `{c['resume']}` |"
         )
     return "\n".join(rows)
 

@@ -14,7 +14,12 @@ from denoisers.checkpoints import read_metadata
 from denoisers.registry import load_classifier, load_denoiser
 from denoisers.training.classifier import ClassifierTrainingConfig, train_classifier
 from denoisers.training.data import ImageSet, PhotoCrops, augment_cifar, load_image_folder
-from denoisers.training.denoiser import DenoiserTrainingConfig, TrainingData, train_denoiser
+from denoisers.training.denoiser import (
+    DenoiserTrainingConfig,
+    TrainingData,
+    lineage,
+    train_denoiser,
+)
 from denoisers.training.objectives import mse_loss, stab_loss
 
 DSMOOTH = str(Path(sys.executable).with_name("dsmooth"))
@@ -191,6 +196,9 @@ def test_a_plateau_stops_the_run_and_exports_the_best_epoch(tmp_path: Path) -> N
     card = metadata["card"]
     assert card["stopped"] == "plateau" and card["exported_epoch"] == 1
     assert card["images_seen"] == 3 * 64 and card["resume"] == "dsmooth train-denoiser ..."
+    assert card["lineage"] == {
+        "runs": 1, "wall_seconds": card["wall_seconds"], "images_seen": 3 * 64
+    }  # fmt: skip
     assert metadata["validation"]["epoch"] == 1
     best = load_denoiser(f"unet:{run / 'best.safetensors'}").module.state_dict()
     exported = load_denoiser(f"unet:{out}").module.state_dict()
@@ -215,3 +223,16 @@ def test_the_mixed_objective_adds_weighted_mse_to_stab() -> None:
     assert mixed > stab  # the control: a weight changes the loss
     with pytest.raises(ValueError, match="mse_weight"):
         DenoiserTrainingConfig(objective="mse", mse_weight=1.0)
+
+
+def test_a_checkpoint_counts_the_training_of_the_one_it_started_from() -> None:
+    first = {"wall_seconds": 3000.0, "images_seen": 128_000}  # a card from before lineage
+    second = {"wall_seconds": 600.0, "images_seen": 12_800}
+    assert lineage(None, first) == {"runs": 1, "wall_seconds": 3000.0, "images_seen": 128_000}
+    after_two = lineage({"card": first}, second)
+    assert after_two == {"runs": 2, "wall_seconds": 3600.0, "images_seen": 140_800}
+    third = lineage(
+        {"card": {**second, "lineage": after_two}}, {"wall_seconds": 60.0, "images_seen": 1}
+    )
+    assert third == {"runs": 3, "wall_seconds": 3660.0, "images_seen": 140_801}
+    assert lineage({}, second)["runs"] == 1  # a starting checkpoint without a card

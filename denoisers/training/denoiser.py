@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from denoisers.checkpoints import read_state, save_checkpoint
+from denoisers.checkpoints import read_metadata, read_state, save_checkpoint
 from denoisers.registry import LoadedModel, architectures, create_model
 from denoisers.training.curves import write_curve
 from denoisers.training.data import ImageSet, PhotoCrops, augment_cifar
@@ -237,7 +237,7 @@ def train_denoiser(
     if best and (run_dir / "best.safetensors").exists():
         final = read_state(run_dir / "best.safetensors")
     best_row = next((h for h in history if h["epoch"] == best.get("epoch")), None)
-    metadata = {
+    metadata: dict[str, Any] = {
         "kind": "denoiser",
         "architecture": config.architecture,
         "sigma": config.sigma,
@@ -265,9 +265,30 @@ def train_denoiser(
             "resume": config.command,
         },
     }
+    metadata["card"]["lineage"] = lineage(
+        read_metadata(Path(config.init)) if config.init else None, metadata["card"]
+    )
     save_checkpoint(out, final, metadata)
     (run_dir / "metadata.json").write_text(json.dumps(metadata, indent=2))
     return metadata
+
+
+def lineage(init: dict[str, Any] | None, card: dict[str, Any]) -> dict[str, Any]:
+    """The training behind a checkpoint in all: this run's wall time and images, plus its
+    starting checkpoint's (its lineage, or its own run where it records none)."""
+    before = {"runs": 0, "wall_seconds": 0.0, "images_seen": 0}
+    if init is not None and "card" in init:
+        parent = init["card"]
+        before = parent.get("lineage") or {
+            "runs": 1,
+            "wall_seconds": parent.get("wall_seconds") or 0.0,
+            "images_seen": parent.get("images_seen", 0),
+        }
+    return {
+        "runs": before["runs"] + 1,
+        "wall_seconds": round(before["wall_seconds"] + (card.get("wall_seconds") or 0.0), 1),
+        "images_seen": before["images_seen"] + card.get("images_seen", 0),
+    }
 
 
 def _monitored(row: dict[str, Any]) -> float:
