@@ -50,6 +50,18 @@ def read_state(path: Path) -> dict[str, torch.Tensor]:
     return {key.removeprefix("module."): value for key, value in state.items()}
 
 
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """The first 8 hex digits of a SHA-256 over the weights (names and bytes): a trained
+    checkpoint's version carries it, so two trained the same day never share a version (and
+    so never each other's stored votes)."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        digest.update(name.encode())
+        tensor = state[name].detach().cpu().contiguous().reshape(-1)  # 0-d: not viewable
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:8]
+
+
 def file_version(path: Path) -> str:
     """A content version for a weights file: the first 12 hex digits of its SHA-256."""
     digest = hashlib.sha256()

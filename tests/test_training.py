@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from denoisers.checkpoints import read_metadata
+from denoisers.checkpoints import read_metadata, read_state, state_digest
 from denoisers.registry import load_classifier, load_denoiser
 from denoisers.training.classifier import ClassifierTrainingConfig, train_classifier
 from denoisers.training.data import ImageSet, PhotoCrops, augment_cifar, load_image_folder
@@ -200,6 +200,8 @@ def test_a_plateau_stops_the_run_and_exports_the_best_epoch(tmp_path: Path) -> N
         "runs": 1, "wall_seconds": card["wall_seconds"], "images_seen": 3 * 64
     }  # fmt: skip
     assert metadata["validation"]["epoch"] == 1
+    # the weights' digest in the version: two runs of one day never share one (nor votes)
+    assert metadata["version"].endswith("-" + state_digest(read_state(out)))
     best = load_denoiser(f"unet:{run / 'best.safetensors'}").module.state_dict()
     exported = load_denoiser(f"unet:{out}").module.state_dict()
     assert all(torch.equal(v, exported[k]) for k, v in best.items())

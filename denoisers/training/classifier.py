@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from denoisers.checkpoints import save_checkpoint
+from denoisers.checkpoints import save_checkpoint, state_digest
 from denoisers.classifiers import cifar_resnet
 from denoisers.training.data import ImageSet, augment_cifar
 from denoisers.training.run_state import load_run_state, save_run_state
@@ -108,7 +108,7 @@ def train_classifier(
     metadata = {
         "kind": "classifier",
         "architecture": f"cifar-resnet{config.depth}",
-        "version": f"{out.stem}-{time.strftime('%Y%m%d')}",
+        "version": f"{out.stem}-{time.strftime('%Y%m%d')}-{state_digest(model.state_dict())}",
         "classes": list(train.classes),
         "training": asdict(config),
         "validation": history[-1] if history else {},

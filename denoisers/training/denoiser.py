@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from denoisers.checkpoints import read_metadata, read_state, save_checkpoint
+from denoisers.checkpoints import read_metadata, read_state, save_checkpoint, state_digest
 from denoisers.registry import LoadedModel, architectures, create_model
 from denoisers.training.curves import write_curve
 from denoisers.training.data import ImageSet, PhotoCrops, augment_cifar
@@ -249,7 +249,7 @@ def train_denoiser(
         "validation_classifier": (
             {"name": check.name, "version": check.version} if check is not None else None
         ),
-        "version": f"{out.stem}-{time.strftime('%Y%m%d')}",
+        "version": f"{out.stem}-{time.strftime('%Y%m%d')}-{state_digest(final)}",
         "training": asdict(config),
         "validation": best_row or (history[-1] if history else {}),
         "history": history,
