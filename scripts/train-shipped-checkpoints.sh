@@ -19,11 +19,12 @@ OWN=cifar10-resnet20
 ONLY=${1:-all}
 
 step() {  # step NAME COMMAND...: run unless the checkpoint exists or another step was asked for
+  # (state in $RUNS/NAME: a checkpoint trained in stages gives each stage its own OUT and RUNS)
   local name=$1; shift
   [[ $ONLY == all || $ONLY == "$name" ]] || return 0
   [[ -f $OUT/$name.safetensors ]] && { echo "== $name: already trained"; return 0; }
   echo "== $name: $(date -u +%H:%M:%S)"
-  "$@" --run-dir "runs/$name" --out "$OUT/$name.safetensors"
+  "$@" --run-dir "${RUNS:-runs}/$name" --out "$OUT/$name.safetensors"
 }
 
 cifar_mse() {  # cifar_mse ARCH SIGMA EPOCHS
@@ -73,7 +74,7 @@ step $OWN "$DSMOOTH" train-classifier --data "$CIFAR_TRAIN" --validation "$LOSSL
   --depth 20 --epochs 30
 cifar_mse unet 0.25 15
 # The first photo runs validated on the evaluation photos (before --holdout existed for photos).
-OUT=runs/photo-first photo_mse 0.25 8 --validation "$PHOTOS/images"
+OUT=runs/photo-first RUNS=runs/photo-first photo_mse 0.25 8 --validation "$PHOTOS/images"
 cifar_mse_from 0.12 1
 stab_whitebox 0.25
 cifar_mse_from 0.5 1
@@ -88,14 +89,20 @@ for arch in dncnn unet; do
     --val-classifier "$RESNET56" --epochs 1 --steps-per-epoch 200
 done
 # sigma 0.12 starts from the sigma-0.25 photo U-Net: a lower noise level is an easier task.
-photo_mse 0.12 2 --init runs/photo-first/unet-imagenet-s0.25-mse.safetensors --lr 5e-4 \
-  --validation "$PHOTOS/images"
+OUT=runs/photo-first RUNS=runs/photo-first photo_mse 0.12 2 \
+  --init runs/photo-first/unet-imagenet-s0.25-mse.safetensors --lr 5e-4 --validation "$PHOTOS/images"
 for sigma in 0.12 0.5; do stab_whitebox $sigma; stab_blackbox $sigma; done
 # sigma 1.0, for the larger radii of the published rows (best over sigma there). White-box Stab
 # at 1.0 on this schedule stayed at the MSE one's accuracy, so none ships.
 cifar_mse_from 1 1 0.5
 stab_blackbox 1
 # #21: the sigma-0.25 photo U-Net continued an hour, and sigma 0.5 from it (2026-11-30, one
-# thread of an AVX512-BF16 EPYC beside other work; stopped by the time budget).
-photo_more 0.25 runs/photo-first/unet-imagenet-s0.25-mse.safetensors 3e-4 16 62
-photo_more 0.5 "$OUT/unet-imagenet-s0.25-mse.safetensors" 5e-4 14 55
+# thread of an AVX512-BF16 EPYC beside other work; stopped by the time budget) ...
+SECOND=runs/photo-second
+OUT=$SECOND RUNS=$SECOND photo_more 0.25 runs/photo-first/unet-imagenet-s0.25-mse.safetensors \
+  3e-4 16 62
+OUT=$SECOND RUNS=$SECOND photo_more 0.5 $SECOND/unet-imagenet-s0.25-mse.safetensors 5e-4 14 55
+# ... then every photo U-Net once more (the next session, two runs side by side, one thread each)
+photo_more 0.12 runs/photo-first/unet-imagenet-s0.12-mse.safetensors 3e-4 18 135
+photo_more 0.5 $SECOND/unet-imagenet-s0.5-mse.safetensors 3e-4 13 95
+photo_more 0.25 $SECOND/unet-imagenet-s0.25-mse.safetensors 2e-4 8 30
