@@ -31,7 +31,11 @@ def save_checkpoint(path: Path, state: dict[str, torch.Tensor], metadata: dict[s
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
-    """The JSON metadata of a checkpoint written by :func:`save_checkpoint` ({} if none)."""
+    """The JSON metadata of a checkpoint written by :func:`save_checkpoint` ({} if none, as
+    for a torch pickle, which :func:`read_state` also reads: a run started from one reads this
+    when it exports)."""
+    if path.suffix != ".safetensors":
+        return {}
     with safe_open(str(path), framework="pt") as handle:
         header = handle.metadata() or {}
     raw = header.get(_METADATA_KEY)

@@ -238,3 +238,12 @@ def test_a_checkpoint_counts_the_training_of_the_one_it_started_from() -> None:
     )
     assert third == {"runs": 3, "wall_seconds": 3660.0, "images_seen": 140_801}
     assert lineage({}, second)["runs"] == 1  # a starting checkpoint without a card
+
+
+def test_a_run_may_start_from_a_torch_pickle(tmp_path: Path) -> None:
+    """--init takes the .th/.pt files read_state reads; the card's lineage reads the starting
+    checkpoint's metadata at export, and a pickle has none (it raised, after the whole run)."""
+    pickle = tmp_path / "start.pt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, pickle)
+    assert read_metadata(pickle) == {}
+    assert lineage(read_metadata(pickle), {"wall_seconds": 5.0, "images_seen": 7})["runs"] == 1
