@@ -161,6 +161,7 @@ def _row(plan: str, radius: float, outcomes: list[tuple[bool, int]], n: int) -> 
             for v, price in PRICES.items()
         },
         "queries": queries,
+        "certified_images": [i for i, (ok, _) in enumerate(outcomes) if ok],  # which, by index
     }
 
 

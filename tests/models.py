@@ -44,6 +44,26 @@ def threshold_classifier(
     )
 
 
+class CleanOnlyClassifier(nn.Module):
+    """Class 'a' on an image whose first pixel is exactly 0.5 (the clean test image), 'b' on
+    any noisy copy of it: a base classifier whose clean label the smoothed one never predicts."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        noisy = (x[:, 0, 0, 0] - 0.5).abs() > 1e-6
+        return F.one_hot(noisy.long(), 3).float()
+
+
+def clean_only_classifier() -> LoadedModel:
+    return LoadedModel(
+        name="clean-only",
+        kind="classifier",
+        architecture="clean-only",
+        version="1",
+        module=CleanOnlyClassifier(),
+        classes=("a", "b", "c"),
+    )
+
+
 def random_conv_classifier(seed: int = 7) -> LoadedModel:
     """A small random conv net on 32x32 images whose answers vary with the noise."""
     torch.manual_seed(seed)

@@ -16,7 +16,7 @@ from service.core.certifier import MAX_LOOKS, Certifier, sequential_plan
 from service.core.results import LOOK_EVERY_FREE, LOOK_EVERY_PAID, Certificate, CertifyParams
 from service.core.votes import InMemoryVoteStore
 from service.execution.local import LocalSampler
-from tests.models import no_denoiser, threshold_classifier
+from tests.models import clean_only_classifier, no_denoiser, threshold_classifier
 
 SECRET = b"sequential-test-secret"
 SIGMA = 0.25
@@ -456,3 +456,34 @@ def test_a_certified_target_is_a_value_the_sequence_rejects_at_the_stop() -> Non
         assert betting.rejects(n_a, certificate.n, certificate.p_lower, certificate.alpha)
         assert certificate.radius == smoothing.radius_from_p_lower(certificate.p_lower, SIGMA)
         assert certificate.radius >= target and certificate.n % 8 == 0  # whole looks
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"mode": "sequential", "target_radius": 0.25, "n": 1000},
+        {"mode": "fixed", "n": 200},
+    ],
+)
+def test_a_clean_candidate_the_noisy_copies_reject_says_what_they_predict(
+    params: dict[str, object],
+) -> None:
+    certifier = Certifier(
+        LocalSampler(no_denoiser(), clean_only_classifier(), device="cpu"), SECRET
+    )
+    image = torch.full((3, 1, 1), 0.5)
+
+    def certify(**fields: object) -> Certificate:
+        defaults = {"sigma": SIGMA, "candidate": "clean", "n0": 0, **params, **fields}
+        return asyncio.run(certifier.certify(image, CertifyParams(**defaults)))
+
+    clean = certify()
+    assert clean.candidate == "a" and clean.abstained
+    (warning,) = [w for w in clean.warnings if "candidate=noisy" in w]
+    assert f"(a) got 0 of the {clean.n} noisy copies and b got {clean.n}" in warning
+    noisy = certify(candidate="noisy", n0=16)
+    assert noisy.label == "b" and not noisy.abstained
+    assert not any("candidate=noisy" in w for w in noisy.warnings)
+    # the negative control: a clean label the copies agree with gets no such warning
+    agreeing = _certify(0.9999, n=1000, target_radius=0.25)
+    assert agreeing.label == "a" and agreeing.warnings == []

@@ -202,8 +202,11 @@ class Certifier:
             cached=selection.cached + estimation.cached,
             failed=selection.failed + estimation.failed,
         )
+        common = self._common(digest, estimation, requested, n=result.n)
+        if not noisy_selection:
+            common["warnings"] += self._clean_candidate_warnings(candidate, estimation, result.n)
         return Certificate(
-            **self._common(digest, estimation, requested, n=result.n),
+            **common,
             bound=Bound(
                 kind="betting" if betting else "clopper-pearson",
                 alpha=result.alpha,
@@ -395,6 +398,21 @@ class Certifier:
             "image_digest": digest,
             "warnings": list(self.warnings),
         }
+
+    def _clean_candidate_warnings(self, candidate: str | None, tally: _Tally, n: int) -> list[str]:
+        """Where most noisy copies name another label than the clean image: the smoothed
+        classifier predicts that one, and only a candidate selected from noisy copies can
+        certify it (a client cannot tell this from an abstention alone)."""
+        top = smoothing.ranked(tally.counts)[:1]
+        if candidate is None or not top or top[0][0] == candidate or 2 * top[0][1] <= n:
+            return []
+        label, count = self._name(top[0][0], tally.names), top[0][1]
+        return [
+            f"the classifier's label on the clean image ({self._name(candidate, tally.names)}) "
+            f"got {tally.counts.get(candidate, 0)} of the {n} noisy copies and {label} got "
+            f"{count}: the smoothed classifier predicts {label}, which a clean candidate cannot "
+            "certify; send candidate=noisy to select the candidate from noisy copies"
+        ]
 
     def _cost(self, queries: Queries) -> float:
         """What the queries sent this time cost: the answered ones (cached ones are free, and a
