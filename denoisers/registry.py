@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cache
-from pathlib import Path
+from pathlib import Path, PurePath
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -188,9 +188,16 @@ def _family(metadata: Mapping[str, Any]) -> tuple[Any, ...]:
     return (
         metadata.get("architecture"),
         metadata.get("objective"),
-        training.get("data"),
+        _data_name(training.get("data")),
         classifiers,
     )
+
+
+def _data_name(path: str | None) -> tuple[str, ...] | None:
+    """The training data by its last two path parts (``cifar10/train-jpeg.tar.gz``): the trainer
+    records the path as it was typed, and where the data lay on the training machine
+    (``../shared`` or ``/work/shared``) must not split a family."""
+    return PurePath(path).parts[-2:] if path else None
 
 
 @cache

@@ -121,6 +121,16 @@ def test_stab_through_the_target_and_through_surrogates_are_not_siblings() -> No
     assert _family(whitebox) == _family({**whitebox, "sigma": 0.5})
 
 
+def test_where_the_training_data_lay_does_not_split_a_family() -> None:
+    def trained_on(data: str) -> dict[str, object]:
+        return {"architecture": "unet", "objective": "mse", "training": {"data": data}}
+
+    shared = trained_on("../shared/data/cifar10/train-jpeg.tar.gz")
+    assert _family(shared) == _family(trained_on("/work/shared/data/cifar10/train-jpeg.tar.gz"))
+    assert _family(shared) != _family(trained_on("/work/shared/data/imagenet-samples/train"))
+    assert _family(shared) != _family(trained_on("../shared/data/cifar100/train-jpeg.tar.gz"))
+
+
 def test_shipped_black_box_denoisers_never_saw_the_benchmark_target() -> None:
     blackbox = {
         name: read_metadata(path)
