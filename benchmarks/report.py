@@ -1,7 +1,8 @@
-"""``dsmooth report BENCH.json``: certified-accuracy curves as a PNG plot and a markdown table.
+"""``dsmooth report BENCH.json...``: certified-accuracy curves as a PNG plot and a markdown table.
 
 One line per method (a denoiser, best over sigma at every radius, as the papers report it), the
-published rows as markers for comparison.
+published rows as markers for comparison. Several benchmark JSONs of one setting (rows measured in
+separate runs, on separate machines) merge into one report.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PAPER_ROWS", "RADII", "plot_curves", "render_report"]
+__all__ = ["PAPER_ROWS", "RADII", "merge_reports", "plot_curves", "render_report"]
 
 # The radii of the tables (certified accuracy at r), here beside the published rows at r > 0.
 RADII = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -42,12 +43,63 @@ def _methods(report: dict[str, Any], radii: list[float]) -> dict[str, list[float
     return best
 
 
-def render_report(path: Path, out_dir: Path | None = None) -> tuple[Path, Path]:
-    """Write ``<stem>.png`` and ``<stem>.md`` for a certified-accuracy benchmark JSON."""
-    report = json.loads(path.read_text())
+# What must agree for rows of separate runs to share one table: the same target, images and
+# statistics. Machine, precision and date may differ (each row keeps its run's provenance).
+_SETTING = ("classifier", "n", "n0", "alpha", "radii")
+
+
+def _load(path: Path) -> dict[str, Any]:
+    report: dict[str, Any] = json.loads(path.read_text())
     if report.get("benchmark") != "certified_accuracy" or not report.get("rows"):
         raise ValueError(f"{path}: not a certified-accuracy benchmark (see dsmooth bench certify)")
-    out_dir = out_dir or path.parent
+    return report
+
+
+def _images(report: dict[str, Any]) -> tuple[str, int]:
+    return Path(report["data"].get("path", "")).name, report["data"]["count"]
+
+
+def merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One certified-accuracy report from the rows of several runs of one setting; each row
+    keeps its run's machine, precision and date. ValueError when the settings differ or a
+    (row, sigma) is measured twice."""
+    merged = {**reports[0], "rows": [], "skipped": [], "runs": []}
+    seen: set[tuple[str, float]] = set()
+    for report in reports:
+        for field in _SETTING:
+            if report.get(field) != reports[0].get(field):
+                raise ValueError(
+                    f"cannot merge runs with different {field}: "
+                    f"{reports[0].get(field)!r} and {report.get(field)!r}"
+                )
+        if _images(report) != _images(reports[0]):
+            raise ValueError(f"cannot merge runs on different images: {_images(reports[0])} "
+                             f"and {_images(report)}")  # fmt: skip
+        run = {k: report.get(k) for k in ("precision", "provenance", "date")}
+        for row in report["rows"]:
+            measured = (row.get("method") or row["denoiser"]["name"], row["sigma"])
+            if measured in seen:
+                raise ValueError(f"row {measured[0]!r} at sigma {measured[1]} is in two runs")
+            seen.add(measured)
+            merged["rows"].append({**row, "run": len(merged["runs"])})
+        merged["skipped"] += report.get("skipped", [])
+        merged["runs"].append(run)
+    return merged
+
+
+def render_report(
+    paths: Path | Sequence[Path], out_dir: Path | None = None, name: str | None = None
+) -> tuple[Path, Path]:
+    """Write ``<name>.png`` and ``<name>.md`` for a certified-accuracy benchmark JSON (``name``:
+    its stem), or for several merged (then also ``<name>.json``, the merged report; ``name``:
+    ``merged``)."""
+    paths = [paths] if isinstance(paths, Path) else list(paths)
+    report = merge_reports([_load(path) for path in paths])
+    out_dir = out_dir or paths[0].parent
+    stem = name or (paths[0].stem if len(paths) == 1 else "merged")
+    merged_json = out_dir / f"{stem}.json"
+    if len(paths) > 1 and any(merged_json.resolve() == path.resolve() for path in paths):
+        raise ValueError(f"{merged_json} is one of the inputs: give the merged report a --name")
     out_dir.mkdir(parents=True, exist_ok=True)
     top = max(r["radius"] for row in report["rows"] for r in row["results"]) or 1.0
     grid = [top * 1.05 * i / 200 for i in range(201)]
@@ -60,7 +112,7 @@ def render_report(path: Path, out_dir: Path | None = None) -> tuple[Path, Path]:
         f"{report['data']['count']} test images"
     )
     png = plot_curves(
-        out_dir / f"{path.stem}.png", {name: (grid, curve) for name, curve in methods.items()},
+        out_dir / f"{stem}.png", {name: (grid, curve) for name, curve in methods.items()},
         markers, title,
     )  # fmt: skip
 
@@ -72,12 +124,14 @@ def render_report(path: Path, out_dir: Path | None = None) -> tuple[Path, Path]:
     for name, published in PAPER_ROWS.items():
         cells = " | ".join(f"{v:g}" for v in published)
         lines.append(f"| {name} (published) | - | {cells} |")
-    markdown = out_dir / f"{path.stem}.md"
+    markdown = out_dir / f"{stem}.md"
     markdown.write_text(
         f"Certified accuracy (%), {classifier}, n = {report['n']:,}, alpha = {report['alpha']}, "
         f"best over sigma {sorted({row['sigma'] for row in report['rows']})}, "
         f"{report['data']['count']} test images.\n\n" + "\n".join(lines) + "\n"
     )
+    if len(paths) > 1:
+        merged_json.write_text(json.dumps(report, indent=1))
     return png, markdown
 
 

@@ -406,16 +406,25 @@ def verify(certificate: Path, keys: Path, image: Path | None) -> None:
 
 
 @cli.command()
-@click.argument("bench", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "benches", nargs=-1, required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+)  # fmt: skip
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path))
-def report(bench: Path, out_dir: Path | None) -> None:
-    """Render a certified-accuracy benchmark JSON as a PNG plot and a markdown table."""
+@click.option("--name", help="file stem of the outputs (default: the JSON's, or 'merged')")
+def report(benches: tuple[Path, ...], out_dir: Path | None, name: str | None) -> None:
+    """Render certified-accuracy benchmark JSONs as a PNG plot and a markdown table.
+
+    Several JSONs of one setting (rows measured in separate runs) are merged, and the merged
+    report is written beside the plot."""
     from benchmarks.report import render_report
 
     try:
-        png, markdown = render_report(bench, out_dir)
+        png, markdown = render_report(benches, out_dir, name)
     except (json.JSONDecodeError, KeyError) as exc:
-        raise click.ClickException(f"{bench}: not a benchmark JSON ({exc})") from exc
+        raise click.ClickException(f"not a benchmark JSON ({exc})") from exc
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     click.echo(f"wrote {png} and {markdown}")
 
 
