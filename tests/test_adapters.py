@@ -315,7 +315,7 @@ async def test_per_image_errors_inside_a_200_are_retried_per_image(
     vendor: Vendor, client: httpx.AsyncClient
 ) -> None:
     with running(vendor) as (fake, url):
-        fake.faults.image_error_every = 4  # retryable per-image errors (Google 14, Clarifai 99)
+        fake.faults.image_error_every = 4  # retryable per-image errors (Google 14, Clarifai 21354)
         results = await FanOut(vendor.adapter(client, url, "good-key"), FAST).classify(photos(10))
     assert all(isinstance(r, Answer) for r in results)
     assert fake.calls >= 2  # the failed images went again, in a smaller call

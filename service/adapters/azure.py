@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import ClassVar, Literal
 
@@ -13,6 +14,7 @@ from service.adapters.base import Adapter, Answer, Failure, Label, as_object
 __all__ = ["AzureAdapter", "AzureSettings"]
 
 API_VERSION_4 = "2023-10-01"
+_ABOUT_IMAGE = re.compile(r"\bimage\b", re.IGNORECASE)
 
 
 class AzureSettings(BaseSettings):
@@ -60,6 +62,11 @@ class AzureAdapter(Adapter):
         error = as_object(body.get("error"))
         message = str(error.get("message", response.text[:200]))
         inner = as_object(error.get("innererror"))
-        if response.status_code == 400 and str(inner.get("code", "")).startswith("InvalidImage"):
-            return [Failure(f"azure: {inner['code']}: {message}")]  # this image, not the call
+        # One image per call: a 400 about the image fails this image, not the call (4.0 names
+        # an oversize image in the message alone, without an innererror).
+        code = str(inner.get("code") or error.get("code") or "InvalidRequest")
+        if response.status_code == 400 and (
+            code.startswith("InvalidImage") or _ABOUT_IMAGE.search(message)
+        ):
+            return [Failure(f"azure: {code}: {message}")]
         raise self.error_for(response, message)

@@ -155,13 +155,14 @@ class Adapter(ABC):
         """
 
     def json_body(self, response: httpx.Response) -> dict[str, Any]:
-        """The answer's JSON object; a malformed answer is a retryable failure of the call —
-        except a 401/403, which refuses the credentials whatever its body (an auth proxy in front
-        of the vendor answers in plain text or HTML)."""
+        """The answer's JSON object; a malformed 2xx answer is a retryable failure of the call.
+        An error status whose body is not JSON (a proxy's or gateway's page in plain text or
+        HTML) reads as its status: 401/403 refuse the credentials, 429/5xx are retried (after its
+        Retry-After), other 4xx are not."""
         try:
             body = response.json()
         except ValueError as exc:
-            if response.status_code in (401, 403):
+            if not response.is_success:  # an error page of a proxy or gateway: read its status
                 raise self.error_for(response, response.text[:200]) from exc
             raise AdapterError(
                 f"{self.name}: malformed answer (HTTP {response.status_code})", retryable=True

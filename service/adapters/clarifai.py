@@ -18,6 +18,7 @@ from service.adapters.base import (
     Failure,
     Label,
     as_object,
+    retry_after_seconds,
 )
 
 __all__ = ["ClarifaiAdapter", "ClarifaiSettings"]
@@ -30,12 +31,22 @@ _BAD_KEY = {11001, 11002, 11007, 11008, 11009}
 # FAILURE and CONN_INVALID_REQUEST refuse credentials when their text names them.
 _BAD_KEY_IF_SAID = {10020, 11102}
 _KEY_WORDS = re.compile(r"key|token|authori[sz]ation|credential|PAT\b", re.IGNORECASE)
-_RETRYABLE_OUTPUT = {
-    11005,
-    98,
-    99,
-    21102,
-}  # throttled, internal errors, transient prediction failure
+# Worth another try (docs.clarifai.com, status codes): TRY_AGAIN, CONN_THROTTLED,
+# MODEL_DEPLOYING, MODEL_BUSY_PLEASE_RETRY, the RPC queue-full / unavailable / timeout codes,
+# and the internal errors (98xxx, 99009).
+_RETRYABLE = {10030, 11005, 21351, 21354, 40030, 40031, 40032, 99009}
+# The status names the API may send instead of the number (the rate-limit docs show
+# "CONN_THROTTLED").
+_NAMES = {
+    "SUCCESS": 10000, "MIXED_STATUS": 10010, "FAILURE": 10020, "TRY_AGAIN": 10030,
+    "CONN_TOKEN_INVALID": 11001, "CONN_CREDENTIALS_INVALID": 11002, "CONN_THROTTLED": 11005,
+    "CONN_INSUFFICIENT_SCOPES": 11007, "CONN_KEY_INVALID": 11008, "CONN_KEY_NOT_FOUND": 11009,
+    "CONN_INVALID_REQUEST": 11102, "MODEL_DEPLOYING": 21351, "MODEL_BUSY_PLEASE_RETRY": 21354,
+}  # fmt: skip
+
+
+def _retryable(code: int) -> bool:
+    return code in _RETRYABLE or 98000 <= code < 99000
 
 
 class ClarifaiSettings(BaseSettings):
@@ -88,29 +99,40 @@ class ClarifaiAdapter(Adapter):
         if code in _BAD_KEY or refused or response.status_code in (401, 403):
             raise CredentialsError(f"clarifai: credentials refused ({code}): {message}")
         if code in _THROTTLED or response.status_code == 429:
-            raise AdapterError(f"clarifai: throttled ({code}): {message}", retryable=True)
-        if response.status_code != 200 or code not in (OK, MIXED):
-            raise self.error_for(response, f"{code}: {message}")
-        outputs = answer.get("outputs", [])
-        if len(outputs) != len(images):
-            raise AdapterError(f"clarifai: {len(outputs)} outputs for {len(images)}", False)
+            raise AdapterError(
+                f"clarifai: throttled ({code}): {message}",
+                retryable=True,
+                retry_after=retry_after_seconds(response.headers, message),
+            )
+        outputs = answer.get("outputs")
+        # MIXED_STATUS, or FAILURE with one status per input: each input failed or not on its own.
+        each = isinstance(outputs, list) and len(outputs) == len(images)
+        if not (each and code in (MIXED, 10020)) and (response.status_code != 200 or code != OK):
+            error = self.error_for(response, f"{code}: {message}")
+            error.retryable = error.retryable or _retryable(code)
+            raise error
+        if not isinstance(outputs, list) or len(outputs) != len(images):
+            count = len(outputs) if isinstance(outputs, list) else 0
+            raise AdapterError(f"clarifai: {count} outputs for {len(images)}", False)
         return [_one(output) for output in outputs]
 
 
 def _code(status: dict[str, Any]) -> int:
+    code = status.get("code", 0)  # a number, the number as a string, or the status name
+    if isinstance(code, str) and code.strip().upper() in _NAMES:
+        return _NAMES[code.strip().upper()]
     try:
-        return int(status.get("code", 0))  # sent as a number, sometimes as a string
+        return int(code)
     except (TypeError, ValueError):
         return 0
 
 
-def _one(output: dict[str, Any]) -> Answer | Failure:
-    status = output.get("status", {})
+def _one(output: object) -> Answer | Failure:
+    output = as_object(output)
+    status = as_object(output.get("status"))
     code = _code(status)
     if code != OK:
-        return Failure(
-            f"clarifai: {code}: {status.get('description', '')}", code in _RETRYABLE_OUTPUT
-        )
+        return Failure(f"clarifai: {code}: {status.get('description', '')}", _retryable(code))
     version = output.get("model", {}).get("model_version", {}).get("id")
     concepts = output.get("data", {}).get("concepts", [])
     labels = tuple(

@@ -204,7 +204,7 @@ class FanOut:
                             **{"dsmooth.vendor": self.adapter.name, "dsmooth.images": len(images),
                                "dsmooth.attempt": attempt.retry_state.attempt_number},
                         ):  # fmt: skip
-                            answers = await self.adapter.classify(images)
+                            answers = await self._classify(images)
         except CredentialsError:
             raise
         except (AdapterError, httpx.HTTPError) as exc:
@@ -212,4 +212,19 @@ class FanOut:
                 self.breaker.record(ok=False)
             raise exc if isinstance(exc, AdapterError) else AdapterError(str(exc), False) from exc
         self.breaker.record(ok=True)
+        return answers
+
+    async def _classify(self, images: list[bytes]) -> list[Answer | Failure]:
+        """The adapter's call; an answer it cannot read (a field missing or of another type, a
+        result per image missing) fails this call, never the request around it."""
+        try:
+            answers = await self.adapter.classify(images)
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise AdapterError(
+                f"{self.adapter.name}: unreadable answer ({type(exc).__name__}: {exc})", False
+            ) from exc
+        if len(answers) != len(images):
+            raise AdapterError(
+                f"{self.adapter.name}: {len(answers)} results for {len(images)} images", False
+            )
         return answers

@@ -60,12 +60,13 @@ def build(state: FakeState) -> Starlette:
         if fault == "throttle":
             state.throttled += 1
             throttle_count += 1
-            code: int | str = 11005 if throttle_count % 2 else "11005"  # both forms are seen
+            # The number, the number as a string, or the name (the rate-limit docs' example).
+            code: int | str = (11005, "11005", "CONN_THROTTLED")[throttle_count % 3]
             response = _status(code, "Making too many requests", 429)
             response.headers.update(retry_after_headers(state))
             return response
         if fault == "error":
-            return _status(98, "Internal error", 500)
+            return _status(98004, "Internal error", 500)
         if fault == "malformed":
             return MALFORMED  # type: ignore[return-value]
         try:
@@ -80,9 +81,11 @@ def build(state: FakeState) -> Starlette:
         min_value = float(config.get("min_value", 0.0))
         version = request.path_params.get("version", state.model_version)
         results = [_one(state, item, version, max_concepts, min_value) for item in inputs]
-        ok = all(r["status"]["code"] == 10000 for r in results)
+        answered = sum(r["status"]["code"] == 10000 for r in results)
         top = {"code": 10000, "description": "Ok"}
-        if not ok:
+        if answered == 0:  # every input failed: FAILURE, still with one status per input
+            top = {"code": 10020, "description": "Failure"}
+        elif answered < len(results):
             top = {"code": 10010, "description": "Mixed Success"}
         return JSONResponse({"status": top, "outputs": results})
 
@@ -103,7 +106,11 @@ def _one(state: FakeState, item: dict, version: str, max_concepts: int, min_valu
     except (KeyError, TypeError, binascii.Error, UnidentifiedImageError, OSError, ValueError):
         return {"status": {"code": 30002, "description": "Download failed"}, "model": model}
     if state.image_fails():
-        return {"status": {"code": 99, "description": "Internal error"}, "model": model}
+        if not state.faults.image_error_retryable:  # MODEL_UNTRAINED: a retry cannot fix it
+            return {"status": {"code": 21102, "description": "Model untrained"}, "model": model}
+        # MODEL_BUSY_PLEASE_RETRY or an internal error, alternately
+        code = 21354 if state.images % 2 else 99009
+        return {"status": {"code": code, "description": "Try again"}, "model": model}
     guesses = sorted(state.labeler.top(image, k=max_concepts), key=lambda g: -g.score)
     concepts = [
         {"id": g.ident, "name": g.name, "value": g.score, "app_id": "main"}

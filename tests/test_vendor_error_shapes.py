@@ -1,0 +1,150 @@
+"""Error shapes the vendors document that the project's own fakes do not all produce: each is
+answered by an ``httpx.MockTransport`` with the documented status, headers and body, and read by
+the real adapter (and, for unreadable answers, the real fan-out)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings
+
+from service.adapters.azure import AzureAdapter, AzureSettings
+from service.adapters.base import Adapter, AdapterError, Answer, Failure, Label
+from service.adapters.clarifai import ClarifaiAdapter, ClarifaiSettings
+from service.adapters.fanout import FanOut, FanOutPolicy
+from service.adapters.google import GoogleAdapter, GoogleSettings
+from tests.test_adapters import photos
+
+pytestmark = pytest.mark.anyio
+
+FAST = FanOutPolicy(max_attempts=2, backoff_base_s=0.001, backoff_max_s=0.01)
+
+
+def _clarifai(client: httpx.AsyncClient) -> Adapter:
+    return ClarifaiAdapter(client, ClarifaiSettings(endpoint="http://v", pat=SecretStr("k")))
+
+
+def _azure(client: httpx.AsyncClient) -> Adapter:
+    return AzureAdapter(client, AzureSettings(endpoint="http://v", key=SecretStr("k")))
+
+
+def _google(client: httpx.AsyncClient) -> Adapter:
+    return GoogleAdapter(client, GoogleSettings(endpoint="http://v", api_key=SecretStr("k")))
+
+
+async def _classify(
+    adapter: Callable[[httpx.AsyncClient], Adapter], response: httpx.Response, images: int = 1
+) -> list[Answer | Failure]:
+    transport = httpx.MockTransport(lambda request: response)
+    async with httpx.AsyncClient(transport=transport) as client:
+        return await adapter(client).classify(photos(images))
+
+
+def _output(code: int | str, description: str = "") -> dict[str, Any]:
+    return {"status": {"code": code, "description": description}}
+
+
+async def test_clarifai_failure_with_a_status_per_input_fails_each_input_for_its_own_reason() -> (
+    None
+):
+    # FAILURE (10020) when every input failed: MODEL_BUSY_PLEASE_RETRY and an internal error
+    # are worth another try, MODEL_UNTRAINED and a failed download are not.
+    body = {
+        "status": {"code": 10020, "description": "Failure"},
+        "outputs": [_output(21354), _output(98004), _output(21102), _output(30002)],
+    }
+    results = await _classify(_clarifai, httpx.Response(200, json=body), images=4)
+    assert all(isinstance(r, Failure) for r in results)
+    assert [r.retryable for r in results] == [True, True, False, False]  # type: ignore[union-attr]
+
+
+async def test_clarifai_status_names_read_as_their_numbers() -> None:
+    # The rate-limit docs' example: "code": "CONN_THROTTLED", with the wait in the headers.
+    throttled = httpx.Response(
+        429,
+        json={"status": {"code": "CONN_THROTTLED", "description": "Making too many requests"}},
+        headers={"Retry-After": "15"},
+    )
+    with pytest.raises(AdapterError) as raised:
+        await _classify(_clarifai, throttled)
+    assert raised.value.retryable and raised.value.retry_after == 15
+    answer = {
+        "status": {"code": "SUCCESS", "description": "Ok"},
+        "outputs": [{**_output("SUCCESS"), "data": {"concepts": [{"id": "c1", "value": 0.9}]}}],
+    }
+    (result,) = await _classify(_clarifai, httpx.Response(200, json=answer))
+    assert isinstance(result, Answer) and result.labels[0].key == "c1"
+
+
+@pytest.mark.parametrize(
+    ("code", "retryable"), [(10030, True), (21351, True), (98010, True), (21102, False)]
+)
+async def test_clarifai_call_level_codes_decide_the_retry(code: int, retryable: bool) -> None:
+    response = httpx.Response(200, json={"status": {"code": code, "description": "..."}})
+    with pytest.raises(AdapterError) as raised:
+        await _classify(_clarifai, response)
+    assert raised.value.retryable is retryable
+
+
+async def test_azure_4_oversize_image_without_an_innererror_fails_that_image_only() -> None:
+    oversize = {
+        "error": {
+            "code": "InvalidRequest",
+            "message": "The image size is not allowed to be zero or larger than 20971520 bytes.",
+        }
+    }
+    (result,) = await _classify(_azure, httpx.Response(400, json=oversize))
+    assert isinstance(result, Failure) and not result.retryable
+    # Control: a 400 about the request, not the image, fails the call.
+    config = {"error": {"code": "InvalidRequest", "message": "api-version is required."}}
+    with pytest.raises(AdapterError) as raised:
+        await _classify(_azure, httpx.Response(400, json=config))
+    assert not raised.value.retryable
+
+
+@pytest.mark.parametrize(
+    "adapter", [_azure, _google, _clarifai], ids=["azure", "google", "clarifai"]
+)
+async def test_an_html_error_page_reads_as_its_status(
+    adapter: Callable[[httpx.AsyncClient], Adapter],
+) -> None:
+    page = "<html><body><h1>Service Unavailable</h1></body></html>"
+    unavailable = httpx.Response(503, text=page, headers={"Retry-After": "7"})
+    with pytest.raises(AdapterError) as raised:
+        await _classify(adapter, unavailable)
+    assert raised.value.retryable and raised.value.retry_after == 7
+    with pytest.raises(AdapterError) as raised:
+        await _classify(adapter, httpx.Response(404, text="<html>Not Found</html>"))
+    assert not raised.value.retryable  # a wrong endpoint: trying again cannot help
+
+
+class _Garbled(Adapter):
+    """A vendor whose answers this adapter cannot read: a field missing, or too few results."""
+
+    name: ClassVar[str] = "garbled"
+    max_images_per_call: ClassVar[int] = 4
+    settings_class: ClassVar[type[BaseSettings]] = BaseSettings
+    calls = 0
+
+    @property
+    def configured(self) -> bool:
+        return True
+
+    async def classify(self, images: Sequence[bytes]) -> list[Answer | Failure]:
+        type(self).calls += 1
+        if type(self).calls % 2:
+            return [Answer((Label("a", "a", 1.0),))] * (len(images) - 1)
+        raise KeyError("labels")  # as reading a body without the field would
+
+
+async def test_an_unreadable_answer_fails_its_batch_not_the_request() -> None:
+    async with httpx.AsyncClient() as client:
+        fanout = FanOut(_Garbled(client, BaseSettings()), FAST)
+        results = await fanout.classify(photos(12))
+    assert len(results) == 12 and all(isinstance(r, Failure) for r in results)
+    reasons = {r.reason.split(" (")[0].split(": ")[1] for r in results}  # type: ignore[union-attr]
+    assert reasons <= {"unreadable answer", "3 results for 4 images"}
