@@ -4,10 +4,13 @@ the real adapter (and, for unreadable answers, the real fan-out)."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import httpx
+import numpy as np
 import pytest
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
@@ -15,8 +18,13 @@ from pydantic_settings import BaseSettings
 from service.adapters.azure import AzureAdapter, AzureSettings
 from service.adapters.base import Adapter, AdapterError, Answer, Failure, Label
 from service.adapters.clarifai import ClarifaiAdapter, ClarifaiSettings
-from service.adapters.fanout import FanOut, FanOutPolicy
+from service.adapters.fanout import FanOut, FanOutPolicy, _batches
 from service.adapters.google import GoogleAdapter, GoogleSettings
+from service.adapters.prepare import encode_png
+from service.testing.fakes import google as fake_google
+from service.testing.fakes.common import FakeState
+from service.testing.live_server import live_server
+from tests.test_adapters import FAST as NO_WAIT
 from tests.test_adapters import photos
 
 pytestmark = pytest.mark.anyio
@@ -148,3 +156,67 @@ async def test_an_unreadable_answer_fails_its_batch_not_the_request() -> None:
     assert len(results) == 12 and all(isinstance(r, Failure) for r in results)
     reasons = {r.reason.split(" (")[0].split(": ")[1] for r in results}  # type: ignore[union-attr]
     assert reasons <= {"unreadable answer", "3 results for 4 images"}
+
+
+class _Sized(_Garbled):
+    max_images_per_call: ClassVar[int] = 3
+    max_bytes_per_call: ClassVar[int | None] = 100
+
+
+def test_calls_hold_at_most_the_vendors_images_and_bytes() -> None:
+    sizes = [40, 40, 40, 10, 10, 10, 10, 500, 30]
+    assert _batches(sizes, _Sized) == [[0, 1], [2, 3, 4], [5, 6], [7], [8]]  # type: ignore[arg-type]
+    _Sized.max_bytes_per_call = None  # control: without a byte cap, only the count splits
+    assert _batches(sizes, _Sized) == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]  # type: ignore[arg-type]
+
+
+@pytest.mark.subprocess
+@pytest.mark.slow
+async def test_large_photos_stay_under_googles_request_size() -> None:
+    # 16 noisy 640 px PNGs of ~1.2 MB: one call of 16 would carry ~26 MB of base64.
+    images = [encode_png(np.random.default_rng(i).integers(0, 256, (640, 640, 3), np.uint8))
+              for i in range(16)]  # fmt: skip
+    assert sum(map(len, images)) * 4 / 3 > fake_google.MAX_REQUEST_BYTES
+    fake = FakeState()
+    with live_server(fake_google.build(fake)) as url:
+        async with httpx.AsyncClient(timeout=60) as client:
+            adapter = GoogleAdapter(
+                client, GoogleSettings(endpoint=url, api_key=SecretStr("good-key"))
+            )
+            results = await FanOut(adapter, NO_WAIT).classify(images)
+            assert all(isinstance(r, Answer) for r in results), results[0]
+            # Control: the same images in one call are refused by the vendor's size cap.
+            with pytest.raises(AdapterError, match="payload size exceeds"):
+                await adapter.classify(images)
+    assert fake.calls >= 4
+
+
+async def test_images_that_failed_alone_wait_before_they_are_asked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    waits: list[float] = []
+    sleep, here = asyncio.sleep, threading.get_ident()
+
+    async def recorded(delay: float) -> None:  # this thread's waits, without spending them
+        if threading.get_ident() != here:  # another test's server, in its own thread
+            return await sleep(delay)
+        waits.append(delay)
+        return await sleep(0)
+
+    monkeypatch.setattr(asyncio, "sleep", recorded)
+    policy = FanOutPolicy(max_attempts=3, backoff_base_s=0.2, backoff_max_s=0.2)
+    async with httpx.AsyncClient() as client:
+        results = await FanOut(_Busy(client, BaseSettings()), policy).classify(photos(2))
+    assert all(isinstance(r, Failure) for r in results) and _Busy.calls == 3
+    # Two rounds after the first, each at least what the vendor asked for (0.3 s).
+    assert len(waits) == 2 and min(waits) >= 0.3
+
+
+class _Busy(_Garbled):
+    """Every image fails with a transient error that asks for 0.3 s."""
+
+    calls = 0
+
+    async def classify(self, images: Sequence[bytes]) -> list[Answer | Failure]:
+        type(self).calls += 1
+        return [Failure("busy", retryable=True, retry_after=0.3)] * len(images)

@@ -98,6 +98,9 @@ class Adapter(ABC):
 
     name: ClassVar[str]
     max_images_per_call: ClassVar[int] = 1
+    # The encoded images one call may carry, where the vendor caps the request's size (None: no
+    # cap below what single images may be).
+    max_bytes_per_call: ClassVar[int | None] = None
     min_side: ClassVar[int] = 1
     price_per_image: ClassVar[float] = 0.0
     settings_class: ClassVar[type[BaseSettings]]

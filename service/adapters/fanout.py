@@ -1,9 +1,11 @@
 """The fan-out engine: many images through one adapter, politely and without losing a vote.
 
-- batches of the adapter's ``max_images_per_call``, at most ``concurrency`` calls in flight;
+- batches of the adapter's ``max_images_per_call`` (and ``max_bytes_per_call``), at most
+  ``concurrency`` calls in flight;
 - a client-side rate limiter per credential (aiolimiter), so that 429s are rare;
 - retries with jittered exponential backoff on 429, 5xx, timeouts and connection errors, waiting
-  at least what the server asked (tenacity);
+  at least what the server asked (tenacity); images failed alone with a transient per-image error
+  go again, after a backoff too, in a smaller call;
 - an overall deadline, after which unanswered images are failures;
 - a circuit breaker that fails fast while the vendor is down.
 
@@ -14,6 +16,7 @@ candidate (statistical rule 4). Only refused credentials abort the whole certifi
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -88,6 +91,21 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError)
 
 
+def _batches(sizes: Sequence[int], adapter: Adapter) -> list[list[int]]:
+    """Indices in calls of at most the adapter's images per call and, where the vendor caps
+    the request's size, its bytes per call (an image larger than that goes alone)."""
+    batches: list[list[int]] = []
+    limit, used = adapter.max_bytes_per_call, 0
+    for index, size in enumerate(sizes):
+        full = batches and len(batches[-1]) >= adapter.max_images_per_call
+        if not batches or full or (limit is not None and used + size > limit):
+            batches.append([])
+            used = 0
+        batches[-1].append(index)
+        used += size
+    return batches
+
+
 def _retry_image(result: Answer | Failure) -> bool:
     return isinstance(result, Failure) and result.retryable
 
@@ -141,8 +159,7 @@ class FanOut:
 
     async def classify(self, images: Sequence[bytes]) -> list[Answer | Failure]:
         """One result per image, in order. Raises :class:`CredentialsError` only."""
-        size = self.adapter.max_images_per_call
-        batches = [list(range(i, min(i + size, len(images)))) for i in range(0, len(images), size)]
+        batches = _batches([len(image) for image in images], self.adapter)
         results: list[Answer | Failure] = [Failure("deadline exceeded")] * len(images)
         deadline = time.monotonic() + self.policy.deadline_s
 
@@ -168,7 +185,9 @@ class FanOut:
         """One batch with retries; per-image retryable failures are retried in a smaller call."""
         results: list[Answer | Failure] = [Failure("not sent")] * len(images)
         pending = list(range(len(images)))
-        for _ in range(self.policy.max_attempts):
+        for round_ in range(self.policy.max_attempts):
+            if round_:  # the images a vendor could not answer now: back off before asking again
+                await asyncio.sleep(self._image_backoff(round_, [results[i] for i in pending]))
             try:
                 answers = await self._call([images[i] for i in pending], deadline)
             except CredentialsError:
@@ -183,6 +202,13 @@ class FanOut:
             if not pending:
                 break
         return results
+
+    def _image_backoff(self, round_: int, failed: list[Answer | Failure]) -> float:
+        """Jittered exponential, at least what the vendor asked for one of the images."""
+        policy = self.policy
+        wait = random.uniform(0, min(policy.backoff_max_s, policy.backoff_base_s * 2**round_))
+        asked = [f.retry_after for f in failed if isinstance(f, Failure) and f.retry_after]
+        return max([wait, *(min(a, 3 * policy.backoff_max_s) for a in asked)])
 
     async def _call(self, images: list[bytes], deadline: float) -> list[Answer | Failure]:
         """One HTTP call, retried on 429/5xx/timeouts until attempts or time run out."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import json
 
 from PIL import Image, UnidentifiedImageError
 from starlette.applications import Starlette
@@ -57,6 +58,10 @@ REFUSALS: dict[str, tuple[int, str, str, str | None]] = {
 }  # fmt: skip
 
 
+# Vision's cap on a request's JSON (content limits: about 10 MB, base64 included).
+MAX_REQUEST_BYTES = 10_485_760
+
+
 def build(state: FakeState) -> Starlette:
     async def annotate(request: Request) -> JSONResponse:
         state.calls += 1
@@ -92,8 +97,14 @@ def build(state: FakeState) -> Starlette:
             return _error(503, "UNAVAILABLE", "The service is currently unavailable.")
         if fault == "malformed":
             return MALFORMED  # type: ignore[return-value]
+        raw = await request.body()
+        if len(raw) > MAX_REQUEST_BYTES:
+            return _error(
+                400, "INVALID_ARGUMENT",
+                f"Request payload size exceeds the limit: {MAX_REQUEST_BYTES} bytes.",
+            )  # fmt: skip
         try:
-            body = await request.json()
+            body = json.loads(raw)
             requests = body["requests"]
         except (ValueError, KeyError, TypeError):
             return _error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
