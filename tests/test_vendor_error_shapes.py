@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
 from service.adapters.azure import AzureAdapter, AzureSettings
-from service.adapters.base import Adapter, AdapterError, Answer, Failure, Label
+from service.adapters.base import Adapter, AdapterError, Answer, CredentialsError, Failure, Label
 from service.adapters.clarifai import ClarifaiAdapter, ClarifaiSettings
 from service.adapters.fanout import FanOut, FanOutPolicy, _batches
 from service.adapters.google import GoogleAdapter, GoogleSettings
@@ -112,6 +112,18 @@ async def test_azure_4_oversize_image_without_an_innererror_fails_that_image_onl
     with pytest.raises(AdapterError) as raised:
         await _classify(_azure, httpx.Response(400, json=config))
     assert not raised.value.retryable
+
+
+async def test_an_azure_key_out_of_quota_stops_the_request_and_says_why() -> None:
+    body = {"error": {"code": "403", "message": "Out of call volume quota for ComputerVision "
+                      "F0 pricing tier. Please retry after 1 day."}}  # fmt: skip
+    with pytest.raises(CredentialsError, match="out of quota") as raised:
+        await _classify(_azure, httpx.Response(403, json=body))
+    assert "credentials refused" not in str(raised.value)
+    # Control: a 403 about the key is a refusal of the credentials.
+    denied = {"error": {"code": "403", "message": "Access denied."}}
+    with pytest.raises(CredentialsError, match="credentials refused"):
+        await _classify(_azure, httpx.Response(403, json=denied))
 
 
 @pytest.mark.parametrize(

@@ -177,6 +177,8 @@ class Adapter(ABC):
     def error_for(self, response: httpx.Response, message: str) -> AdapterError:
         """The standard reading of an HTTP failure: 401/403 credentials, 429/5xx retryable."""
         status = response.status_code
+        if status == 403 and _QUOTA.search(message):  # the account, not the key: as final
+            return CredentialsError(f"{self.name}: the account is out of quota (403): {message}")
         if status in (401, 403):
             return CredentialsError(f"{self.name}: credentials refused ({status}): {message}")
         retryable = status == 429 or status >= 500
@@ -192,6 +194,7 @@ def as_object(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+_QUOTA = re.compile(r"\bquota\b", re.IGNORECASE)
 _RETRY_AFTER_TEXT = re.compile(r"retry after (\d+(?:\.\d+)?) second", re.IGNORECASE)
 
 

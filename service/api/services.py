@@ -424,7 +424,7 @@ class Services:
                 slug="vendor-credentials-refused",
                 title="Vendor refused the credentials",
                 detail=f"{exc}; nothing was certified (the operator must fix the vendor "
-                "credentials)",
+                "account: its credentials or its quota)",
             ) from exc
         except NoWorkers as exc:
             raise ProblemError(
