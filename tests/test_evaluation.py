@@ -55,12 +55,11 @@ def test_methods_resolve_to_the_shipped_checkpoint_of_each_sigma() -> None:
     assert denoiser_for("stab-blackbox", 0.25) == "unet-cifar10-s0.25-stab-blackbox"
     assert denoiser_for("stab-blackbox", 0.5) == "unet-cifar10-s0.5-stab-blackbox"
     assert denoiser_for("stab-blackbox", 0.12) == "unet-cifar10-s0.12-stab-blackbox"
-    for sigma in (0.12, 0.25, 0.5):
+    for sigma in (0.12, 0.25, 0.5, 1.0):
         expected = f"unet-cifar10-s{sigma:g}-stab-whitebox-resnet56"
         assert denoiser_for("stab-whitebox", sigma) == expected
     assert denoiser_for("mse", 1.0) == "unet-cifar10-s1-mse"
     assert denoiser_for("stab-blackbox", 1.0) == "unet-cifar10-s1-stab-blackbox"
-    assert denoiser_for("stab-whitebox", 1.0) is None  # not shipped: no better than MSE there
     assert denoiser_for("mse", 0.3) is None  # nothing trained for 0.3
     assert denoiser_for("unet-cifar10-s0.25-mse", 0.25) == "unet-cifar10-s0.25-mse"
     assert denoiser_for("unet-cifar10-s0.25-mse", 0.5) is None  # trained for another sigma
