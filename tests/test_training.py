@@ -168,6 +168,33 @@ def test_train_denoiser_cli_refuses_surrogates_with_a_target(tmp_path: Path) -> 
     )
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
+def test_train_denoiser_cli_refuses_to_skip_past_the_validation_set(tmp_path: Path) -> None:
+    npz = tmp_path / "val.npz"
+    np.savez(npz, x=np.zeros((4, 32, 32, 3), np.uint8), y=np.zeros(4), classes=np.array(["a"]))
+    result = subprocess.run(
+        [DSMOOTH, "train-denoiser", "--sigma", "0.25", "--data", str(tmp_path),
+         "--validation", str(npz), "--val-skip", "2", "--val-count", "3",
+         "--run-dir", str(tmp_path / "r"), "--out", str(tmp_path / "o.safetensors")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--val-skip 2 + --val-count 3 is more than the 4 images" in result.stderr
+
+
+def test_validation_can_skip_the_images_the_benchmarks_certify() -> None:
+    data = _image_set(50)
+    later = data.head(10, skip=40)
+    assert torch.equal(later.images, data.images[40:]) and torch.equal(
+        later.labels, data.labels[40:]
+    )
+    assert torch.equal(data.head(10).images, data.images[:10])  # control: no skip, the first
+    assert len(data.head(10, skip=45)) == 5  # as many as there are, as without a skip
+    with pytest.raises(ValueError, match="cannot skip 50 of 50"):
+        data.head(10, skip=50)
+
+
 def test_holdout_split_is_disjoint_seeded_and_complete() -> None:
     data = _image_set(50)
     rest, held = data.split(10)

@@ -51,8 +51,12 @@ class ImageSet:
         """Images[start:stop] as float32 in [0, 1]."""
         return self.images[start:stop].float().div_(255)
 
-    def head(self, count: int) -> ImageSet:
-        return ImageSet(self.images[:count], self.labels[:count], self.classes)
+    def head(self, count: int, skip: int = 0) -> ImageSet:
+        """The first ``count`` images (or as many as there are) after the first ``skip``."""
+        if skip and skip >= len(self):
+            raise ValueError(f"cannot skip {skip} of {len(self)} images")
+        rows = slice(skip, skip + count)
+        return ImageSet(self.images[rows], self.labels[rows], self.classes)
 
     def split(self, held_out: int, seed: int = 0) -> tuple[ImageSet, ImageSet]:
         """(the rest, ``held_out`` images) under a seeded permutation: a validation split of

@@ -120,6 +120,14 @@ def train_classifier_command(
 )
 @click.option("--val-count", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option(
+    "--val-skip",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="validate on --validation's images after the first VAL_SKIP (e.g. 500: test images "
+    "the benchmarks never certify, where a white-box target never saw the validation images)",
+)
+@click.option(
     "--holdout",
     type=click.IntRange(min=0),
     default=0,
@@ -160,6 +168,7 @@ def train_denoiser_command(
     crop: int,
     validation: Path | None,
     val_count: int,
+    val_skip: int,
     holdout: int,
     patience: int | None,
     min_delta: float,
@@ -183,6 +192,8 @@ def train_denoiser_command(
         raise click.UsageError("give --surrogate (black-box) or --target (white-box), not both")
     if (validation is None) == (holdout == 0):
         raise click.UsageError("give --validation or --holdout (one of them)")
+    if val_skip and (validation is None or photos is not None):
+        raise click.UsageError("--val-skip skips images of a lossless --validation set")
     where = _device(device)
     config = DenoiserTrainingConfig(
         architecture=arch,
@@ -220,8 +231,14 @@ def train_denoiser_command(
         source, held_out = _training_data(data, cifar10_root, download).split(holdout)
     else:
         assert validation is not None
+        images = load_lossless_npz(validation)
+        if val_skip + val_count > len(images):
+            raise click.UsageError(
+                f"--val-skip {val_skip} + --val-count {val_count} is more than the "
+                f"{len(images)} images of {validation}"
+            )
+        held_out = images.head(val_count, skip=val_skip)
         source = _training_data(data, cifar10_root, download)
-        held_out = load_lossless_npz(validation).head(val_count)
     metadata = train_denoiser(
         config,
         TrainingData(source, batch_size, steps_per_epoch),
