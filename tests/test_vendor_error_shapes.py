@@ -5,6 +5,7 @@ the real adapter (and, for unreadable answers, the real fan-out)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -20,6 +21,7 @@ from service.adapters.base import Adapter, AdapterError, Answer, CredentialsErro
 from service.adapters.clarifai import ClarifaiAdapter, ClarifaiSettings
 from service.adapters.fanout import FanOut, FanOutPolicy, _batches
 from service.adapters.google import GoogleAdapter, GoogleSettings
+from service.adapters.kserve import KServeAdapter, KServeSettings
 from service.adapters.prepare import encode_png
 from service.testing.fakes import google as fake_google
 from service.testing.fakes.common import FakeState
@@ -170,16 +172,54 @@ async def test_an_unreadable_answer_fails_its_batch_not_the_request() -> None:
     assert reasons <= {"unreadable answer", "3 results for 4 images"}
 
 
-class _Sized(_Garbled):
-    max_images_per_call: ClassVar[int] = 3
-    max_bytes_per_call: ClassVar[int | None] = 100
-
-
 def test_calls_hold_at_most_the_vendors_images_and_bytes() -> None:
     sizes = [40, 40, 40, 10, 10, 10, 10, 500, 30]
-    assert _batches(sizes, _Sized) == [[0, 1], [2, 3, 4], [5, 6], [7], [8]]  # type: ignore[arg-type]
-    _Sized.max_bytes_per_call = None  # control: without a byte cap, only the count splits
-    assert _batches(sizes, _Sized) == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]  # type: ignore[arg-type]
+    assert _batches(sizes, 3, 100) == [[0, 1], [2, 3, 4], [5, 6], [7], [8]]
+    # Control: without a byte cap, only the count splits.
+    assert _batches(sizes, 3, None) == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+
+
+async def test_a_served_model_gets_batches_of_its_max_batch_and_the_output_it_names() -> None:
+    seen: list[int] = []
+
+    def triton(request: httpx.Request) -> httpx.Response:  # max_batch_size 4, two outputs
+        body = json.loads(request.content)
+        batch = body["inputs"][0]["shape"][0]
+        seen.append(batch)
+        if batch > 4:
+            return httpx.Response(400, json={"error": f"batch size {batch} exceeds 4"})
+        assert body["outputs"] == [{"name": "probs"}]
+        features = {
+            "name": "features",
+            "datatype": "FP32",
+            "shape": [batch, 2],
+            "data": [9.0] * 2 * batch,
+        }
+        probs = {
+            "name": "probs",
+            "datatype": "FP32",
+            "shape": [batch, 3],
+            "data": [0.1, 0.7, 0.2] * batch,
+        }
+        return httpx.Response(200, json={"model_name": "m", "outputs": [features, probs]})
+
+    settings = KServeSettings(url="http://v", model="m", output_name="probs", max_batch=4)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(triton)) as client:
+        results = await FanOut(KServeAdapter(client, settings), FAST).classify(photos(10))
+    assert seen == [4, 4, 2]
+    assert all(isinstance(r, Answer) and r.top().key == "1" for r in results)
+    # Control: the default batch (64) is refused whole, every image a failure.
+    default = KServeSettings(url="http://v", model="m", output_name="probs")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(triton)) as client:
+        results = await FanOut(KServeAdapter(client, default), FAST).classify(photos(10))
+        identity = KServeAdapter(client, KServeSettings(url="http://v", model="m")).identity
+        batched = KServeAdapter(client, KServeSettings(url="http://v", model="m", max_batch=4))
+        named = KServeAdapter(client, settings).identity
+    assert all(isinstance(r, Failure) for r in results)
+    # Batching is not identity; a named output is (another output is another classifier), and
+    # the first output by default keeps the identity it had before the setting existed.
+    assert batched.identity == identity and "output_name" not in identity
+    assert named["output_name"] == "probs"
 
 
 @pytest.mark.subprocess

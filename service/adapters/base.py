@@ -86,9 +86,9 @@ class CredentialsError(AdapterError):
         super().__init__(message, retryable=False)
 
 
-# Settings that do not change what a classifier answers: pacing, and who pays (credentials are
-# SecretStr and left out by type).
-_NOT_IDENTITY = frozenset({"requests_per_second", "access_key_id", "project"})
+# Settings that do not change what a classifier answers: pacing, batching, and who pays
+# (credentials are SecretStr and left out by type).
+_NOT_IDENTITY = frozenset({"requests_per_second", "max_batch", "access_key_id", "project"})
 
 
 class Adapter(ABC):
@@ -135,6 +135,12 @@ class Adapter(ABC):
             v.get_secret_value() for _, v in sorted(values.items()) if isinstance(v, SecretStr)
         ]
         return hashlib.sha256("\0".join([self.name, *secrets]).encode()).hexdigest()[:16]
+
+    @property
+    def images_per_call(self) -> int:
+        """The most images one call carries: the vendor's cap (a served model's may be a
+        setting)."""
+        return self.max_images_per_call
 
     @property
     def requests_per_second(self) -> float:

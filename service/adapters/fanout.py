@@ -1,6 +1,6 @@
 """The fan-out engine: many images through one adapter, politely and without losing a vote.
 
-- batches of the adapter's ``max_images_per_call`` (and ``max_bytes_per_call``), at most
+- batches of the adapter's ``images_per_call`` (and ``max_bytes_per_call``), at most
   ``concurrency`` calls in flight;
 - a client-side rate limiter per credential (aiolimiter), so that 429s are rare;
 - retries with jittered exponential backoff on 429, 5xx, timeouts and connection errors, waiting
@@ -91,13 +91,13 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError)
 
 
-def _batches(sizes: Sequence[int], adapter: Adapter) -> list[list[int]]:
-    """Indices in calls of at most the adapter's images per call and, where the vendor caps
-    the request's size, its bytes per call (an image larger than that goes alone)."""
+def _batches(sizes: Sequence[int], per_call: int, limit: int | None) -> list[list[int]]:
+    """Indices in calls of at most ``per_call`` images and, where the vendor caps the request's
+    size, ``limit`` bytes (an image larger than that goes alone)."""
     batches: list[list[int]] = []
-    limit, used = adapter.max_bytes_per_call, 0
+    used = 0
     for index, size in enumerate(sizes):
-        full = batches and len(batches[-1]) >= adapter.max_images_per_call
+        full = batches and len(batches[-1]) >= per_call
         if not batches or full or (limit is not None and used + size > limit):
             batches.append([])
             used = 0
@@ -159,7 +159,9 @@ class FanOut:
 
     async def classify(self, images: Sequence[bytes]) -> list[Answer | Failure]:
         """One result per image, in order. Raises :class:`CredentialsError` only."""
-        batches = _batches([len(image) for image in images], self.adapter)
+        adapter = self.adapter
+        sizes = [len(image) for image in images]
+        batches = _batches(sizes, adapter.images_per_call, adapter.max_bytes_per_call)
         results: list[Answer | Failure] = [Failure("deadline exceeded")] * len(images)
         deadline = time.monotonic() + self.policy.deadline_s
 

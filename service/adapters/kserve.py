@@ -24,12 +24,14 @@ class KServeSettings(BaseSettings):
     input_name: str = "input"
     token: SecretStr = SecretStr("")  # optional bearer token
     labels: list[str] = []  # class names by output index; empty: the index
+    output_name: str = ""  # the output that holds the scores; empty: the model's first
+    max_batch: int = 64  # the model's max_batch_size (Triton answers 400 to a larger batch)
     requests_per_second: float = 100.0
 
 
 class KServeAdapter(Adapter):
-    """Sends uint8 HWC pixels as one ``[B, H, W, 3]`` tensor; takes the arg-max of the first
-    output as the label."""
+    """Sends uint8 HWC pixels as one ``[B, H, W, 3]`` tensor of at most ``max_batch`` images;
+    takes the arg-max of the output ``output_name`` (default: the first) as the label."""
 
     name: ClassVar[str] = "kserve"
     max_images_per_call: ClassVar[int] = 64
@@ -42,6 +44,17 @@ class KServeAdapter(Adapter):
     @property
     def configured(self) -> bool:
         return bool(self.settings.url and self.settings.model)
+
+    @property
+    def images_per_call(self) -> int:
+        return max(1, self.settings.max_batch)
+
+    @property
+    def identity(self) -> dict[str, object]:
+        values = super().identity
+        if not self.settings.output_name:  # the first output, as before the setting existed:
+            del values["output_name"]  # the same classifier keeps its votes and its ledger
+        return values
 
     @property
     def pinned_version(self) -> str:
@@ -63,6 +76,8 @@ class KServeAdapter(Adapter):
                 }
             ]
         }
+        if settings.output_name:  # ask for that output alone (v2: any order, several outputs)
+            body["outputs"] = [{"name": settings.output_name}]
         headers = {}
         if settings.token.get_secret_value():
             headers["Authorization"] = f"Bearer {settings.token.get_secret_value()}"
@@ -72,9 +87,12 @@ class KServeAdapter(Adapter):
         answer = self.json_body(response)
         if response.status_code != 200:
             raise self.error_for(response, str(answer.get("error", response.text[:200])))
-        outputs = answer.get("outputs") or []
+        outputs = [o for o in answer.get("outputs") or [] if isinstance(o, dict)]
+        if settings.output_name:
+            outputs = [o for o in outputs if o.get("name") == settings.output_name]
         if not outputs:
-            raise AdapterError("kserve: the answer has no outputs", retryable=False)
+            wanted = f" named {settings.output_name!r}" if settings.output_name else ""
+            raise AdapterError(f"kserve: the answer has no output{wanted}", retryable=False)
         scores = np.asarray(outputs[0]["data"], dtype=np.float64).reshape(len(images), -1)
         version = answer.get("model_version")
         return [Answer(self._labels(row), version) for row in scores]
