@@ -120,9 +120,13 @@ class _WaitRetryAfter:
     def __call__(self, state: RetryCallState) -> float:
         wait = self.backoff(state)
         exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, AdapterError) and exc.retry_after is not None:
-            wait = max(wait, min(exc.retry_after, self.cap * 3))
-        return float(wait)
+        asked = exc.retry_after if isinstance(exc, AdapterError) else None
+        return _at_least_asked(float(wait), [asked] if asked is not None else [], self.cap)
+
+
+def _at_least_asked(wait: float, asked: list[float], cap: float) -> float:
+    """``wait``, or longer where the vendor asked for more (up to three times the cap)."""
+    return max([wait, *(min(a, 3 * cap) for a in asked)])
 
 
 class Pacer(Protocol):
@@ -210,7 +214,7 @@ class FanOut:
         policy = self.policy
         wait = random.uniform(0, min(policy.backoff_max_s, policy.backoff_base_s * 2**round_))
         asked = [f.retry_after for f in failed if isinstance(f, Failure) and f.retry_after]
-        return max([wait, *(min(a, 3 * policy.backoff_max_s) for a in asked)])
+        return _at_least_asked(wait, asked, policy.backoff_max_s)
 
     async def _call(self, images: list[bytes], deadline: float) -> list[Answer | Failure]:
         """One HTTP call, retried on 429/5xx/timeouts until attempts or time run out."""
