@@ -263,6 +263,13 @@ def test_toy_campaign_leaves_a_complete_small_output_folder(tmp_path: Path) -> N
         for m in ("mse", "stab-blackbox", "stab-whitebox-resnet56")
     }
     assert set(results["step_rates"]) == {"mse", "stab-blackbox", "stab-whitebox"}
+    # white-box rows validate through the target on test images it never saw, not certified
+    for run in results["training"]:
+        whitebox = run["method"] == "stab-whitebox"
+        assert run["validation_images"] == (
+            "2 test images after the 2 certified" if whitebox else "6 held-out training images"
+        )
+        assert (run["validation_classifier"]["name"] == "cifar-resnet56") == whitebox
     # (b) certification: counts only (scipy is not there), every row, the big row, the timing
     report = results["certified_accuracy"]
     assert report["n"] == 20 and report["certificates"].startswith("pending")
