@@ -36,6 +36,7 @@ from service.testing.fakes import clarifai as fake_clarifai
 from service.testing.fakes import google as fake_google
 from service.testing.fakes import kserve as fake_kserve
 from service.testing.fakes.common import FakeState
+from service.testing.fakes.labeler import Guess
 from service.testing.live_server import live_server
 
 pytestmark = pytest.mark.anyio
@@ -483,6 +484,36 @@ async def test_contract_aws_answers_parse_with_botocore(client: httpx.AsyncClien
         {"status_code": 200, "headers": dict(response.headers), "body": response.content}, shape
     )
     assert parsed["LabelModelVersion"] == "3.0" and "Labels" in parsed
+
+
+class _Taxonomy:
+    """Two guesses whose names have parents in the fake's DetectLabels hierarchy."""
+
+    def top(self, image: bytes, k: int = 5) -> list[Guess]:
+        return [Guess("n1", "tabby cat", 0.93), Guess("n2", "stone wall", 0.6)][:k]
+
+
+@pytest.mark.subprocess
+@pytest.mark.slow
+async def test_aws_votes_with_the_most_specific_label_not_an_ancestor(
+    client: httpx.AsyncClient,
+) -> None:
+    """DetectLabels lists "Cat" beside "Tabby Cat" at the same confidence; the tie would go to
+    the generic "cat" by key. Only DSMOOTH_AWS_ANCESTOR_LABELS keeps the ancestors."""
+    aws = VENDORS[3]
+    with running(aws, labeler=_Taxonomy()) as (_, url):
+        specific = aws.adapter(client, url, "good-key")
+        assert isinstance(specific, AwsAdapter)
+        with_ancestors = AwsAdapter(
+            client, specific.settings.model_copy(update={"ancestor_labels": True})
+        )
+        (answer,) = await specific.classify(photos(1))
+        (generic,) = await with_ancestors.classify(photos(1))
+    assert isinstance(answer, Answer) and isinstance(generic, Answer)
+    assert [label.key for label in answer.labels] == ["tabby cat", "stone wall"]
+    assert answer.top().key == "tabby cat"
+    assert generic.top().key == "cat" and {"cat", "wall"} <= {x.key for x in generic.labels}
+    assert specific.identity != with_ancestors.identity  # a different classifier
 
 
 @pytest.mark.subprocess

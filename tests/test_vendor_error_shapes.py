@@ -91,13 +91,63 @@ async def test_clarifai_status_names_read_as_their_numbers() -> None:
 
 
 @pytest.mark.parametrize(
-    ("code", "retryable"), [(10030, True), (21351, True), (98010, True), (21102, False)]
+    ("code", "retryable"),
+    [(10030, True), (21351, True), (21355, True), (39997, True), (98010, True), (21102, False)],
 )
 async def test_clarifai_call_level_codes_decide_the_retry(code: int, retryable: bool) -> None:
     response = httpx.Response(200, json={"status": {"code": code, "description": "..."}})
     with pytest.raises(AdapterError) as raised:
         await _classify(_clarifai, response)
     assert raised.value.retryable is retryable
+
+
+@pytest.mark.parametrize("code", [11004, "CONN_EXCEED_HOURLY_LIMIT", 11006, 11000])
+async def test_a_clarifai_account_over_its_limits_stops_the_request_and_says_why(
+    code: int | str,
+) -> None:
+    body = {"status": {"code": code, "description": "Throttle monthly request limit exceeded"}}
+    for status in (402, 429):  # whatever HTTP status comes with it: no retry outlasts a month
+        with pytest.raises(CredentialsError, match="out of quota"):
+            await _classify(_clarifai, httpx.Response(status, json=body))
+    # Control: CONN_THROTTLED is a short wait, retried.
+    with pytest.raises(AdapterError) as raised:
+        await _classify(_clarifai, httpx.Response(429, json=_output(11005)))
+    assert raised.value.retryable and not isinstance(raised.value, CredentialsError)
+
+
+async def test_google_quota_429_waits_its_retry_info_and_labels_without_a_mid_are_read() -> None:
+    quota = {
+        "error": {
+            "code": 429,
+            "status": "RESOURCE_EXHAUSTED",
+            "message": "Quota exceeded for quota metric 'Requests' ...",
+            "details": [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "RATE_LIMIT_EXCEEDED",
+                },
+                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "31s"},
+            ],
+        }
+    }
+    with pytest.raises(AdapterError) as raised:
+        await _classify(_google, httpx.Response(429, json=quota))
+    assert raised.value.retryable and raised.value.retry_after == 31
+    # Control: without RetryInfo (and headers) the backoff decides.
+    del quota["error"]["details"][1]
+    with pytest.raises(AdapterError) as raised:
+        await _classify(_google, httpx.Response(429, json=quota))
+    assert raised.value.retry_after is None
+    # mid is optional (proto3 JSON drops empty strings): such a label is named by its
+    # description, and an annotation with neither is skipped, not a KeyError for all 16 images.
+    answer = {"responses": [{"labelAnnotations": [
+        {"description": "Cat", "score": 0.9},
+        {"mid": "/m/0k4j", "description": "Car", "score": 0.4},
+        {"score": 0.3},
+    ]}]}  # fmt: skip
+    (result,) = await _classify(_google, httpx.Response(200, json=answer))
+    assert isinstance(result, Answer)
+    assert [(x.key, x.name) for x in result.labels] == [("Cat", "Cat"), ("/m/0k4j", "Car")]
 
 
 async def test_azure_4_oversize_image_without_an_innererror_fails_that_image_only() -> None:

@@ -10,7 +10,16 @@ from typing import ClassVar
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from service.adapters.base import Adapter, AdapterError, Answer, CredentialsError, Failure, Label
+from service.adapters.base import (
+    Adapter,
+    AdapterError,
+    Answer,
+    CredentialsError,
+    Failure,
+    Label,
+    as_list,
+    as_object,
+)
 
 __all__ = ["AwsAdapter", "AwsSettings"]
 
@@ -39,6 +48,10 @@ class AwsSettings(BaseSettings):
     endpoint: str = ""  # default: https://rekognition.{region}.amazonaws.com
     max_labels: int = 10
     min_confidence: float = 55.0
+    # DetectLabels adds every label's ancestors as labels at the same confidence ("Tabby Cat",
+    # "Cat", "Mammal", "Animal"), so the top label is usually a generic one. False: vote with
+    # the most specific labels only (those no other label names among its Parents).
+    ancestor_labels: bool = False
     requests_per_second: float = 10.0
 
 
@@ -97,10 +110,7 @@ class AwsAdapter(Adapter):
         )
         answer = self.json_body(response)
         if response.status_code == 200:
-            labels = tuple(
-                Label(str(item["Name"]).lower(), str(item["Name"]), float(item["Confidence"]) / 100)
-                for item in answer.get("Labels", [])
-            )
+            labels = _labels(answer.get("Labels"), self.settings.ancestor_labels)
             return [Answer(labels, answer.get("LabelModelVersion"))]
         # JSON protocol: the error's name in ``__type`` (or the x-amzn-ErrorType header).
         kind = str(answer.get("__type") or response.headers.get("x-amzn-ErrorType", ""))
@@ -113,3 +123,21 @@ class AwsAdapter(Adapter):
         if kind in _BAD_IMAGE:
             return [Failure(f"aws: {kind}: {message}")]
         raise self.error_for(response, f"{kind}: {message}")
+
+
+def _labels(items: object, ancestors: bool) -> tuple[Label, ...]:
+    """The answer's labels, less those another label names as a parent unless ``ancestors``
+    (Name and Confidence are documented as optional: a label without a name is skipped)."""
+    found = [as_object(item) for item in as_list(items)]
+    parents = (
+        set()
+        if ancestors
+        else {
+            str(as_object(p).get("Name")).lower() for i in found for p in as_list(i.get("Parents"))
+        }
+    )
+    return tuple(
+        Label(name.lower(), name, float(item.get("Confidence") or 0.0) / 100)
+        for item in found
+        if (name := str(item.get("Name") or "")) and name.lower() not in parents
+    )

@@ -31,17 +31,24 @@ _BAD_KEY = {11001, 11002, 11007, 11008, 11009}
 # FAILURE and CONN_INVALID_REQUEST refuse credentials when their text names them.
 _BAD_KEY_IF_SAID = {10020, 11102}
 _KEY_WORDS = re.compile(r"key|token|authori[sz]ation|credential|PAT\b", re.IGNORECASE)
-# Worth another try (docs.clarifai.com, status codes): TRY_AGAIN, CONN_THROTTLED,
-# MODEL_DEPLOYING, MODEL_BUSY_PLEASE_RETRY, the RPC queue-full / unavailable / timeout codes,
-# and the internal errors (98xxx, 99009).
-_RETRYABLE = {10030, 11005, 21351, 21354, 40030, 40031, 40032, 99009}
+# The account, not the key (CONN_ACCOUNT_ISSUES, CONN_EXCEED_HOURLY_LIMIT,
+# CONN_EXCEED_MONTHLY_LIMIT, CONN_EXCEEDS_LIMITS): no retry within a request outlasts them.
+_ACCOUNT = {11000, 11003, 11004, 11006}
+# Worth another try (docs.clarifai.com, status codes; the SDK's retryable codes): TRY_AGAIN,
+# CONN_THROTTLED, MODEL_DEPLOYING, MODEL_QUEUED_FOR_DEPLOYMENT, MODEL_BUSY_PLEASE_RETRY,
+# MODEL_LOADING, the RPC queue-full / unavailable / timeout codes, maintenance, and the internal
+# errors (98xxx, 99009).
+_RETRYABLE = {10030, 11005, 21351, 21352, 21354, 21355, 39997, 40030, 40031, 40032, 99009}
 # The status names the API may send instead of the number (the rate-limit docs show
 # "CONN_THROTTLED").
 _NAMES = {
     "SUCCESS": 10000, "MIXED_STATUS": 10010, "FAILURE": 10020, "TRY_AGAIN": 10030,
-    "CONN_TOKEN_INVALID": 11001, "CONN_CREDENTIALS_INVALID": 11002, "CONN_THROTTLED": 11005,
-    "CONN_INSUFFICIENT_SCOPES": 11007, "CONN_KEY_INVALID": 11008, "CONN_KEY_NOT_FOUND": 11009,
-    "CONN_INVALID_REQUEST": 11102, "MODEL_DEPLOYING": 21351, "MODEL_BUSY_PLEASE_RETRY": 21354,
+    "CONN_ACCOUNT_ISSUES": 11000, "CONN_TOKEN_INVALID": 11001, "CONN_CREDENTIALS_INVALID": 11002,
+    "CONN_EXCEED_HOURLY_LIMIT": 11003, "CONN_EXCEED_MONTHLY_LIMIT": 11004,
+    "CONN_THROTTLED": 11005, "CONN_EXCEEDS_LIMITS": 11006, "CONN_INSUFFICIENT_SCOPES": 11007,
+    "CONN_KEY_INVALID": 11008, "CONN_KEY_NOT_FOUND": 11009, "CONN_INVALID_REQUEST": 11102,
+    "MODEL_DEPLOYING": 21351, "MODEL_QUEUED_FOR_DEPLOYMENT": 21352,
+    "MODEL_BUSY_PLEASE_RETRY": 21354, "MODEL_LOADING": 21355,
 }  # fmt: skip
 
 
@@ -63,6 +70,9 @@ class ClarifaiSettings(BaseSettings):
 class ClarifaiAdapter(Adapter):
     name: ClassVar[str] = "clarifai"
     max_images_per_call: ClassVar[int] = 128
+    # "The total batch size (in bytes) for each request must be less than 128MB": base64 adds
+    # a third, and the JSON around it a little.
+    max_bytes_per_call: ClassVar[int | None] = 90_000_000
     price_per_image: ClassVar[float] = 0.0012
     settings_class: ClassVar[type[BaseSettings]] = ClarifaiSettings
     settings: ClarifaiSettings
@@ -96,6 +106,8 @@ class ClarifaiAdapter(Adapter):
         message = str(status.get("description") or status.get("details") or code)
         said = f"{status.get('description', '')} {status.get('details', '')}"
         refused = code in _BAD_KEY_IF_SAID and _KEY_WORDS.search(said)
+        if code in _ACCOUNT:
+            raise CredentialsError(f"clarifai: the account is out of quota ({code}): {message}")
         if code in _BAD_KEY or refused or response.status_code in (401, 403):
             raise CredentialsError(f"clarifai: credentials refused ({code}): {message}")
         if code in _THROTTLED or response.status_code == 429:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,6 +16,7 @@ from service.adapters.base import (
     CredentialsError,
     Failure,
     Label,
+    as_list,
     as_object,
 )
 
@@ -87,19 +88,40 @@ class GoogleAdapter(Adapter):
                 or error.get("status") in ("UNAUTHENTICATED", "PERMISSION_DENIED")
             ):
                 raise CredentialsError(f"google: credentials refused: {message}")
-            raise self.error_for(response, message)
-        responses = answer.get("responses", [])
+            failed = self.error_for(response, message)
+            # A quota's 429 RESOURCE_EXHAUSTED says how long to wait in a RetryInfo detail.
+            failed.retry_after = failed.retry_after or _retry_delay(details)
+            raise failed
+        responses = as_list(answer.get("responses"))
         if len(responses) != len(images):
             raise self.error_for(response, f"{len(responses)} answers for {len(images)} images")
         return [_one(item) for item in responses]
 
 
-def _one(item: dict[str, Any]) -> Answer | Failure:
+def _one(item: object) -> Answer | Failure:
+    item = as_object(item)
     if "error" in item:
-        code = int(item["error"].get("code", 2))
-        return Failure(f"google: {item['error'].get('message', code)}", code in _RETRYABLE_CODES)
+        error = as_object(item["error"])
+        code = error.get("code", 2)
+        retryable = code in _RETRYABLE_CODES
+        return Failure(f"google: {error.get('message', code)}", retryable)
+    # mid is an opaque id that proto3 JSON leaves out when empty: then the description names it.
     labels = tuple(
-        Label(str(a["mid"]), str(a.get("description", a["mid"])), float(a.get("score", 0.0)))
-        for a in item.get("labelAnnotations", [])
+        Label(key, str(a.get("description") or key), float(a.get("score") or 0.0))
+        for a in map(as_object, as_list(item.get("labelAnnotations")))
+        if (key := str(a.get("mid") or a.get("description") or ""))
     )
     return Answer(labels)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+
+
+def _retry_delay(details: object) -> float | None:
+    """The ``retryDelay`` of a ``google.rpc.RetryInfo`` detail ("30s", "1.5s"), if any."""
+    for detail in map(as_object, as_list(details)):
+        if str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
+            match = _DURATION.match(str(detail.get("retryDelay", "")))
+            if match:
+                return float(match.group(1))
+    return None

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from service.testing.fakes.common import MALFORMED, FakeState, fake_app, misbehave, run_standalone
+from service.testing.fakes.labeler import Guess
 
 SECRETS = {"AKIDFAKE": "fake-secret-key"}  # access key id -> secret access key
 _AUTH = re.compile(
@@ -35,6 +36,25 @@ def _error(kind: str, message: str, status: int = 400) -> JSONResponse:
         body, status, headers={"x-amzn-RequestId": str(uuid.uuid4())},
         media_type="application/x-amz-json-1.1",
     )  # fmt: skip
+
+
+def _with_ancestors(guesses: list[Guess]) -> list[dict[str, object]]:
+    """DetectLabels' hierarchical answer: each label names its ``Parents``, and the ancestors are
+    labels of their own at the confidence of their best descendant ("Tabby Cat" 93.1 with parent
+    "Cat", and "Cat" 93.1): here a name of several words has its last word as its parent."""
+    confidence: dict[str, float] = {}
+    parents: dict[str, list[str]] = {}
+    for g in guesses:
+        name = g.name.title()
+        chain = [name, name.rsplit(" ", 1)[1]] if " " in name else [name]
+        for label, above in zip(chain, [chain[1:], []], strict=False):
+            confidence[label] = max(confidence.get(label, 0.0), round(100 * g.score, 4))
+            parents.setdefault(label, above)
+    return [
+        {"Name": label, "Confidence": confidence[label], "Instances": [], "Aliases": [],
+         "Parents": [{"Name": p} for p in parents[label]], "Categories": []}
+        for label in sorted(confidence, key=lambda label: -confidence[label])
+    ]  # fmt: skip
 
 
 def verify_sigv4(request: Request, body: bytes, secrets: dict[str, str]) -> str | None:
@@ -135,18 +155,10 @@ def build(state: FakeState, secrets: dict[str, str] | None = None) -> Starlette:
         min_confidence = float(payload.get("MinConfidence", 55))
         max_labels = int(payload.get("MaxLabels", 1000))
         state.images += 1
-        labels = [
-            {
-                "Name": g.name.title(),
-                "Confidence": round(100 * g.score, 4),
-                "Instances": [],
-                "Parents": [],
-                "Aliases": [],
-                "Categories": [],
-            }
-            for g in state.labeler.top(image, k=max_labels)
-            if 100 * g.score >= min_confidence
+        guesses = [
+            g for g in state.labeler.top(image, k=max_labels) if 100 * g.score >= min_confidence
         ]
+        labels = _with_ancestors(guesses)[:max_labels]
         return JSONResponse(
             {"Labels": labels, "LabelModelVersion": "3.0"},
             headers={"x-amzn-RequestId": str(uuid.uuid4())},
