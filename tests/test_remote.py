@@ -12,6 +12,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from scipy.stats import beta
 
+from service.adapters.prepare import largest_png
 from service.api.app import create_app
 from service.config import Settings
 from service.examples import example_image
@@ -316,6 +317,38 @@ async def test_a_request_over_its_cost_budget_is_refused_before_any_query(
             )
     assert response.status_code == 422 and "max_cost" in response.json()["detail"]
     assert fake.calls == 0
+
+
+def _photo(width: int, height: int) -> dict[str, object]:
+    """A smooth photo of that size: a small upload, whatever its pixel count."""
+    buffer = io.BytesIO()
+    example_image("coffee", size=64).resize((width, height)).save(buffer, format="PNG")
+    return {"files": {"image": ("photo.png", buffer.getvalue(), "image/png")}}
+
+
+@pytest.mark.subprocess
+@pytest.mark.slow
+async def test_an_image_whose_copies_the_vendor_may_refuse_as_too_large_is_refused_first(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AWS takes images of at most 5 MB: a noisy 1600 x 1200 copy is a 5.5 MiB PNG, and each of
+    the n copies would fail. Refused before anything is billed, with the size that fits."""
+    fields = {"data": {"classifier": "aws", "candidate": "clean", "n0": "0", "n": "4"}}
+    with vendor_env("aws", monkeypatch) as fake:
+        async for client in _client(settings):
+            large = await client.post("/v1/certify", **_photo(1600, 1200), **fields)
+            job = await client.post("/v1/jobs", **_photo(1600, 1200), **fields)
+            assert fake.calls == 0
+            fits = await client.post("/v1/certify", **_photo(1200, 900), **fields)  # control
+    for refused in (large, job):
+        assert refused.status_code == 413, refused.text
+        problem = refused.json()
+        assert problem["type"].endswith("/image-too-large-for-classifier")
+        assert "1600x1200" in problem["detail"] and "5.0 MiB aws" in problem["detail"]
+        side = int(problem["detail"].rsplit("about ", 1)[1].split(" px")[0])
+        assert 1400 < side < 1600 and largest_png(side, side * 3 // 4, 80) <= 5 * 2**20
+    assert fits.status_code == 200, fits.text
+    assert fits.json()["queries"]["failed"] == 0 and fake.images == 5
 
 
 BASE_KSERVE = {"model": "colours", "version": "", "label_map": None, "denoiser": "none"}

@@ -22,7 +22,7 @@ from service.adapters.clarifai import ClarifaiAdapter, ClarifaiSettings
 from service.adapters.fanout import FanOut, FanOutPolicy, _batches
 from service.adapters.google import GoogleAdapter, GoogleSettings
 from service.adapters.kserve import KServeAdapter, KServeSettings
-from service.adapters.prepare import encode_png
+from service.adapters.prepare import encode_png, largest_png
 from service.testing.fakes import google as fake_google
 from service.testing.fakes.common import FakeState
 from service.testing.live_server import live_server
@@ -227,6 +227,19 @@ def test_calls_hold_at_most_the_vendors_images_and_bytes() -> None:
     assert _batches(sizes, 3, 100) == [[0, 1], [2, 3, 4], [5, 6], [7], [8]]
     # Control: without a byte cap, only the count splits.
     assert _batches(sizes, 3, None) == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+
+
+def test_the_largest_png_of_a_copy_bounds_pure_noise_closely() -> None:
+    """What an image is refused on (a copy's PNG over the vendor's limit) is an upper bound of
+    the encoder's output on the least compressible copy, and not a loose one."""
+    rng = np.random.default_rng(0)
+    for width, height in [(1, 1), (32, 32), (640, 480), (1600, 1200), (5000, 7)]:
+        noise = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        size = len(encode_png(noise))
+        assert size <= largest_png(width, height) <= 1.002 * size + 1100
+    # Upscaled to the vendor's shortest side first: the bound follows the copy's own size.
+    small = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    assert largest_png(32, 32) < len(encode_png(small, 80)) <= largest_png(32, 32, 80)
 
 
 async def test_a_served_model_gets_batches_of_its_max_batch_and_the_output_it_names() -> None:

@@ -58,6 +58,7 @@ class AwsSettings(BaseSettings):
 class AwsAdapter(Adapter):
     name: ClassVar[str] = "aws"
     min_side: ClassVar[int] = 80
+    max_bytes_per_image: ClassVar[int | None] = 5 * 2**20  # "Image bytes ... 5 MB" (ImageTooLarge)
     price_per_image: ClassVar[float] = 0.001
     settings_class: ClassVar[type[BaseSettings]] = AwsSettings
     settings: AwsSettings

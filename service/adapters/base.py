@@ -101,6 +101,8 @@ class Adapter(ABC):
     # The encoded images one call may carry, where the vendor caps the request's size (None: no
     # cap below what single images may be).
     max_bytes_per_call: ClassVar[int | None] = None
+    # The largest encoded image the vendor takes (None: none documented).
+    max_bytes_per_image: ClassVar[int | None] = None
     min_side: ClassVar[int] = 1
     price_per_image: ClassVar[float] = 0.0
     settings_class: ClassVar[type[BaseSettings]]
@@ -141,6 +143,13 @@ class Adapter(ABC):
         """The most images one call carries: the vendor's cap (a served model's may be a
         setting)."""
         return self.max_images_per_call
+
+    @property
+    def image_byte_limit(self) -> int | None:
+        """The largest PNG one copy may be: under the vendor's per-image limit and, where calls
+        are capped, alone in one call."""
+        limits = [v for v in (self.max_bytes_per_image, self.max_bytes_per_call) if v]
+        return min(limits) if limits else None
 
     @property
     def requests_per_second(self) -> float:

@@ -73,6 +73,7 @@ class ClarifaiAdapter(Adapter):
     # "The total batch size (in bytes) for each request must be less than 128MB": base64 adds
     # a third, and the JSON around it a little.
     max_bytes_per_call: ClassVar[int | None] = 90_000_000
+    max_bytes_per_image: ClassVar[int | None] = 20_000_000
     price_per_image: ClassVar[float] = 0.0012
     settings_class: ClassVar[type[BaseSettings]] = ClarifaiSettings
     settings: ClarifaiSettings

@@ -45,6 +45,7 @@ class GoogleAdapter(Adapter):
     max_images_per_call: ClassVar[int] = 16
     # A request's JSON is capped at about 10 MB and base64 adds a third: 7 MB of PNGs a call.
     max_bytes_per_call: ClassVar[int | None] = 7_000_000
+    max_bytes_per_image: ClassVar[int | None] = 20 * 2**20
     price_per_image: ClassVar[float] = 0.0015
     settings_class: ClassVar[type[BaseSettings]] = GoogleSettings
     settings: GoogleSettings

@@ -183,6 +183,15 @@ class Catalog:
         found = image_warnings(classifier, self.domain(classifier), shape)
         return found + self.pool.sigma_warnings(denoiser, sigma)
 
+    def copy_byte_limit(self, classifier: str) -> tuple[int, int] | None:
+        """(the largest PNG a vendor takes, the side copies are upscaled to) where the
+        classifier is a vendor's that limits its images; None otherwise."""
+        if not self.is_remote(classifier):
+            return None
+        adapter = self._adapter(classifier)
+        limit = adapter.image_byte_limit
+        return None if limit is None else (limit, adapter.min_side)
+
     def max_n(self, classifier: str) -> int:
         return (
             self.settings.max_n_remote if self.is_remote(classifier) else self.settings.max_n_local

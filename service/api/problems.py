@@ -277,6 +277,10 @@ _TYPES = (
     ProblemType("image-too-large-for-models", 413, "Image too large for the models",
         "One noisy copy of the image would not fit the memory of the models' forward pass.",
         "Send the image at most the size the detail names on its longer side."),
+    ProblemType("image-too-large-for-classifier", 413, "Image too large for the classifier",
+        "A noisy copy of the image, as a PNG, could be larger than the vendor accepts per image: "
+        "every copy would fail and vote against the candidate.",
+        "Send the image at most the size the detail names on its longer side."),
     ProblemType("unsupported-content-type", 415, "Unsupported content type",
         "The body is neither application/json nor multipart/form-data.",
         "Send JSON with a base64 `image`, or a multipart upload with a file field `image`."),

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from service.adapters.base import CredentialsError
-from service.adapters.prepare import encode_copies
+from service.adapters.prepare import encode_copies, largest_png
 from service.api.admission import Admission, Ticket
 from service.api.auth import (
     Authenticator,
@@ -172,6 +172,7 @@ class Services:
         await self._check_work(
             sampler.classifier_ref.name, denoiser, image, planned, self._work_limit(principal)
         )
+        self._check_copy_size(sampler.classifier_ref.name, image)
         warnings = self.catalog.warnings(
             sampler.classifier_ref.name, denoiser, params.sigma, tuple(image.shape)
         )
@@ -262,6 +263,28 @@ class Services:
         """The key's request rate (429 when over), counted across replicas with Redis."""
         with redis_failures():
             await self.rate_limits.admit(principal)
+
+    def _check_copy_size(self, classifier: str, image: torch.Tensor) -> None:
+        """Refuse, before anything is booked, an image whose noisy copies the vendor may refuse
+        as too large: every copy would fail and vote against the candidate, all of them paid
+        for. Noise does not compress, so the PNG of a copy is counted at its largest."""
+        found = self.catalog.copy_byte_limit(classifier)
+        if found is None:
+            return
+        limit, min_side = found
+        _, height, width = image.shape
+        largest = largest_png(width, height, min_side)
+        if largest > limit:
+            side = _fitting_side(tuple(image.shape), limit / largest)
+            raise ProblemError(
+                status=413,
+                slug="image-too-large-for-classifier",
+                title="Image too large for the classifier",
+                detail=f"a noisy copy of this {width}x{height} image is a PNG of up to "
+                f"{largest / 2**20:.1f} MiB (noise does not compress), over the "
+                f"{limit / 2**20:.1f} MiB {classifier} takes per image; send the image at most "
+                f"about {side} px on its longer side",
+            )
 
     async def _check_work(
         self, classifier: str, denoiser: str, image: torch.Tensor, copies: int, limit_tflop: float

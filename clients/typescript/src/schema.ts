@@ -2125,7 +2125,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Upload or image too large. Problem types: [`upload-too-large`](/problems/upload-too-large), [`image-too-large`](/problems/image-too-large), [`image-too-large-for-models`](/problems/image-too-large-for-models) */
+            /** @description Upload or image too large. Problem types: [`upload-too-large`](/problems/upload-too-large), [`image-too-large`](/problems/image-too-large), [`image-too-large-for-models`](/problems/image-too-large-for-models), [`image-too-large-for-classifier`](/problems/image-too-large-for-classifier) */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -2318,7 +2318,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Upload or image too large. Problem types: [`upload-too-large`](/problems/upload-too-large), [`image-too-large`](/problems/image-too-large), [`image-too-large-for-models`](/problems/image-too-large-for-models) */
+            /** @description Upload or image too large. Problem types: [`upload-too-large`](/problems/upload-too-large), [`image-too-large`](/problems/image-too-large), [`image-too-large-for-models`](/problems/image-too-large-for-models), [`image-too-large-for-classifier`](/problems/image-too-large-for-classifier) */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -2651,7 +2651,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Upload or image too large. Problem types: [`upload-too-large`](/problems/upload-too-large), [`image-too-large`](/problems/image-too-large), [`image-too-large-for-models`](/problems/image-too-large-for-models) */
+            /** @description Upload or image too large. Problem types: [`upload-too-large`](/problems/upload-too-large), [`image-too-large`](/problems/image-too-large), [`image-too-large-for-models`](/problems/image-too-large-for-models), [`image-too-large-for-classifier`](/problems/image-too-large-for-classifier) */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3127,7 +3127,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Upload or image too large. Problem types: [`upload-too-large`](/problems/upload-too-large), [`image-too-large`](/problems/image-too-large), [`image-too-large-for-models`](/problems/image-too-large-for-models) */
+            /** @description Upload or image too large. Problem types: [`upload-too-large`](/problems/upload-too-large), [`image-too-large`](/problems/image-too-large), [`image-too-large-for-models`](/problems/image-too-large-for-models), [`image-too-large-for-classifier`](/problems/image-too-large-for-classifier) */
             413: {
                 headers: {
                     [name: string]: unknown;
