@@ -285,6 +285,28 @@ async def test_a_served_model_gets_batches_of_its_max_batch_and_the_output_it_na
     assert named["output_name"] == "probs"
 
 
+async def test_a_served_model_gets_calls_under_its_request_size_limit() -> None:
+    """Triton refuses a body over --http-max-input-size with a 400: the pixels of six 64 px
+    copies as JSON (about 49 kB each) go in calls under a 150 kB limit, three at a time."""
+    limit, seen = 150_000, []
+
+    def triton(request: httpx.Request) -> httpx.Response:
+        if len(request.content) > limit:
+            return httpx.Response(400, json={"error": "request size exceeds the maximum"})
+        batch = json.loads(request.content)["inputs"][0]["shape"][0]
+        seen.append(batch)
+        return httpx.Response(200, json={"outputs": [{"name": "p", "data": [0.2, 0.8] * batch}]})
+
+    settings = KServeSettings(url="http://v", model="m", max_request_bytes=limit)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(triton)) as client:
+        results = await FanOut(KServeAdapter(client, settings), FAST).classify(photos(6, 64))
+        assert seen == [3, 3] and all(isinstance(r, Answer) for r in results)
+        # Control: under the default 64 MiB the six go in one call, over this server's limit.
+        default = KServeSettings(url="http://v", model="m")
+        results = await FanOut(KServeAdapter(client, default), FAST).classify(photos(6, 64))
+    assert seen == [3, 3] and all(isinstance(r, Failure) for r in results)
+
+
 @pytest.mark.subprocess
 @pytest.mark.slow
 async def test_large_photos_stay_under_googles_request_size() -> None:

@@ -18,6 +18,8 @@ import httpx
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
+from service.adapters.prepare import largest_png
+
 __all__ = [
     "NO_LABEL",
     "Adapter",
@@ -88,7 +90,9 @@ class CredentialsError(AdapterError):
 
 # Settings that do not change what a classifier answers: pacing, batching, and who pays
 # (credentials are SecretStr and left out by type).
-_NOT_IDENTITY = frozenset({"requests_per_second", "max_batch", "access_key_id", "project"})
+_NOT_IDENTITY = frozenset(
+    {"requests_per_second", "max_batch", "max_request_bytes", "access_key_id", "project"}
+)
 
 
 class Adapter(ABC):
@@ -145,10 +149,26 @@ class Adapter(ABC):
         return self.max_images_per_call
 
     @property
+    def bytes_per_call(self) -> int | None:
+        """The most bytes of images one call carries, as :meth:`call_bytes` counts them (None:
+        no cap below what single images may be)."""
+        return self.max_bytes_per_call
+
+    def call_bytes(self, image: bytes) -> int:
+        """What one PNG copy adds to a call: its bytes (the vendor's encoding, e.g. base64, is
+        allowed for in :attr:`max_bytes_per_call`)."""
+        return len(image)
+
+    def largest_copy_bytes(self, width: int, height: int) -> int:
+        """What a noisy copy of a ``width`` x ``height`` image may add to a call at most, as
+        :meth:`call_bytes` counts it: its PNG when noise leaves nothing to compress."""
+        return largest_png(width, height, self.min_side)
+
+    @property
     def image_byte_limit(self) -> int | None:
-        """The largest PNG one copy may be: under the vendor's per-image limit and, where calls
-        are capped, alone in one call."""
-        limits = [v for v in (self.max_bytes_per_image, self.max_bytes_per_call) if v]
+        """The most one copy may add to a call: under the vendor's per-image limit and, where
+        calls are capped, alone in one call."""
+        limits = [v for v in (self.max_bytes_per_image, self.bytes_per_call) if v]
         return min(limits) if limits else None
 
     @property

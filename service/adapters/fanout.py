@@ -1,6 +1,6 @@
 """The fan-out engine: many images through one adapter, politely and without losing a vote.
 
-- batches of the adapter's ``images_per_call`` (and ``max_bytes_per_call``), at most
+- batches of the adapter's ``images_per_call`` (and ``bytes_per_call``), at most
   ``concurrency`` calls in flight;
 - a client-side rate limiter per credential (aiolimiter), so that 429s are rare;
 - retries with jittered exponential backoff on 429, 5xx, timeouts and connection errors, waiting
@@ -164,8 +164,8 @@ class FanOut:
     async def classify(self, images: Sequence[bytes]) -> list[Answer | Failure]:
         """One result per image, in order. Raises :class:`CredentialsError` only."""
         adapter = self.adapter
-        sizes = [len(image) for image in images]
-        batches = _batches(sizes, adapter.images_per_call, adapter.max_bytes_per_call)
+        sizes = [adapter.call_bytes(image) for image in images]
+        batches = _batches(sizes, adapter.images_per_call, adapter.bytes_per_call)
         results: list[Answer | Failure] = [Failure("deadline exceeded")] * len(images)
         deadline = time.monotonic() + self.policy.deadline_s
 

@@ -183,14 +183,14 @@ class Catalog:
         found = image_warnings(classifier, self.domain(classifier), shape)
         return found + self.pool.sigma_warnings(denoiser, sigma)
 
-    def copy_byte_limit(self, classifier: str) -> tuple[int, int] | None:
-        """(the largest PNG a vendor takes, the side copies are upscaled to) where the
-        classifier is a vendor's that limits its images; None otherwise."""
+    def copy_size(self, classifier: str, width: int, height: int) -> tuple[int, int] | None:
+        """(the most a noisy copy of a ``width`` x ``height`` image may add to a call, the most
+        the vendor takes) where the classifier is a vendor's that limits it; None otherwise."""
         if not self.is_remote(classifier):
             return None
         adapter = self._adapter(classifier)
         limit = adapter.image_byte_limit
-        return None if limit is None else (limit, adapter.min_side)
+        return None if limit is None else (adapter.largest_copy_bytes(width, height), limit)
 
     def max_n(self, classifier: str) -> int:
         return (

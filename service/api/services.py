@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from service.adapters.base import CredentialsError
-from service.adapters.prepare import encode_copies, largest_png
+from service.adapters.prepare import encode_copies
 from service.api.admission import Admission, Ticket
 from service.api.auth import (
     Authenticator,
@@ -267,24 +267,22 @@ class Services:
     def _check_copy_size(self, classifier: str, image: torch.Tensor) -> None:
         """Refuse, before anything is booked, an image whose noisy copies the vendor may refuse
         as too large: every copy would fail and vote against the candidate, all of them paid
-        for. Noise does not compress, so the PNG of a copy is counted at its largest."""
-        found = self.catalog.copy_byte_limit(classifier)
-        if found is None:
-            return
-        limit, min_side = found
+        for. Noise does not compress, so a copy is counted at its largest."""
         _, height, width = image.shape
-        largest = largest_png(width, height, min_side)
-        if largest > limit:
-            side = _fitting_side(tuple(image.shape), limit / largest)
-            raise ProblemError(
-                status=413,
-                slug="image-too-large-for-classifier",
-                title="Image too large for the classifier",
-                detail=f"a noisy copy of this {width}x{height} image is a PNG of up to "
-                f"{largest / 2**20:.1f} MiB (noise does not compress), over the "
-                f"{limit / 2**20:.1f} MiB {classifier} takes per image; send the image at most "
-                f"about {side} px on its longer side",
-            )
+        found = self.catalog.copy_size(classifier, width, height)
+        if found is None or found[0] <= found[1]:
+            return
+        largest, limit = found
+        side = _fitting_side(tuple(image.shape), limit / largest)
+        raise ProblemError(
+            status=413,
+            slug="image-too-large-for-classifier",
+            title="Image too large for the classifier",
+            detail=f"a noisy copy of this {width}x{height} image takes up to "
+            f"{largest / 2**20:.1f} MiB in a call (noise does not compress), over the "
+            f"{limit / 2**20:.1f} MiB {classifier} takes per image; send the image at most "
+            f"about {side} px on its longer side",
+        )
 
     async def _check_work(
         self, classifier: str, denoiser: str, image: torch.Tensor, copies: int, limit_tflop: float
