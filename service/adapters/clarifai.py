@@ -91,16 +91,20 @@ class ClarifaiAdapter(Adapter):
         settings = self.settings
         if settings.model_version:
             path += f"/versions/{settings.model_version}"
-        body = {
-            "inputs": [
-                {"data": {"image": {"base64": base64.b64encode(i).decode()}}} for i in images
-            ],
-            "model": {"output_info": {"output_config": {"max_concepts": settings.max_concepts}}},
-        }
+
+        def body() -> dict[str, object]:
+            return {
+                "inputs": [
+                    {"data": {"image": {"base64": base64.b64encode(i).decode()}}} for i in images
+                ],
+                "model": {
+                    "output_info": {"output_config": {"max_concepts": settings.max_concepts}}
+                },
+            }
+
         headers = {"Authorization": f"Key {settings.pat.get_secret_value()}"}
-        response = await self.client.post(
-            f"{settings.endpoint.rstrip('/')}{path}/outputs", json=body, headers=headers
-        )
+        url = f"{settings.endpoint.rstrip('/')}{path}/outputs"
+        response = await self.post_json(url, body, headers)
         answer = self.json_body(response)
         status = as_object(answer.get("status"))
         code = _code(status)

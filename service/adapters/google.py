@@ -64,17 +64,22 @@ class GoogleAdapter(Adapter):
                 headers["x-goog-user-project"] = settings.project
         else:  # a header, not ?key=: URLs end up in logs (httpx logs every request's URL)
             headers["X-Goog-Api-Key"] = settings.api_key.get_secret_value()
-        body = {
-            "requests": [
-                {
-                    "image": {"content": base64.b64encode(image).decode()},
-                    "features": [{"type": "LABEL_DETECTION", "maxResults": settings.max_results}],
-                }
-                for image in images
-            ]
-        }
+
+        def body() -> dict[str, object]:
+            return {
+                "requests": [
+                    {
+                        "image": {"content": base64.b64encode(image).decode()},
+                        "features": [
+                            {"type": "LABEL_DETECTION", "maxResults": settings.max_results}
+                        ],
+                    }
+                    for image in images
+                ]
+            }
+
         url = f"{settings.endpoint.rstrip('/')}/v1/images:annotate"
-        response = await self.client.post(url, headers=headers, json=body)
+        response = await self.post_json(url, body, headers)
         answer = self.json_body(response)
         if response.status_code != 200:
             error = as_object(answer.get("error"))
