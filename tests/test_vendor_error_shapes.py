@@ -16,6 +16,7 @@ import pytest
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
+from service.adapters.aws import AwsAdapter, AwsSettings
 from service.adapters.azure import AzureAdapter, AzureSettings
 from service.adapters.base import Adapter, AdapterError, Answer, CredentialsError, Failure, Label
 from service.adapters.clarifai import ClarifaiAdapter, ClarifaiSettings
@@ -99,6 +100,26 @@ async def test_clarifai_call_level_codes_decide_the_retry(code: int, retryable: 
     with pytest.raises(AdapterError) as raised:
         await _classify(_clarifai, response)
     assert raised.value.retryable is retryable
+
+
+def _aws(client: httpx.AsyncClient) -> Adapter:
+    settings = AwsSettings(endpoint="http://v/", access_key_id="AKID", secret_access_key="s")
+    return AwsAdapter(client, settings)
+
+
+async def test_an_aws_signature_refused_for_the_clock_says_so() -> None:
+    expired = {
+        "__type": "InvalidSignatureException",
+        "message": "Signature expired: 20261130T120000Z is now earlier than 20261130T120500Z "
+        "(20261130T121000Z - 5 min.)",
+    }
+    with pytest.raises(CredentialsError, match="clock is more than 5 minutes off"):
+        await _classify(_aws, httpx.Response(400, json=expired))
+    # Control: a wrong secret is a refusal of the credentials.
+    wrong = {"__type": "InvalidSignatureException", "message": "The request signature we "
+             "calculated does not match the signature you provided."}  # fmt: skip
+    with pytest.raises(CredentialsError, match="credentials refused"):
+        await _classify(_aws, httpx.Response(403, json=wrong))
 
 
 @pytest.mark.parametrize("code", [11004, "CONN_EXCEED_HOURLY_LIMIT", 11006, 11000])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -37,6 +38,11 @@ _BAD_CREDENTIALS = {
     "IncompleteSignatureException",
     "MissingAuthenticationTokenException",
 }
+
+
+# "Signature expired: 20261130T120000Z is now earlier than 20261130T120500Z (... - 5 min.)",
+# "Signature not yet current: ...": a clock off by more than 5 minutes, not a wrong key.
+_CLOCK_SKEW = re.compile(r"Signature (expired|not yet current)", re.IGNORECASE)
 
 
 class AwsSettings(BaseSettings):
@@ -119,6 +125,11 @@ class AwsAdapter(Adapter):
         message = str(answer.get("Message") or answer.get("message") or kind)
         if kind in _THROTTLED:  # sent as 400 (or 500), but a retryable throttle
             raise AdapterError(f"aws: {kind}: {message}", retryable=True)
+        if kind in _BAD_CREDENTIALS and _CLOCK_SKEW.search(message):  # the key may be right
+            raise CredentialsError(
+                f"aws: signature refused: this server's clock is more than 5 minutes off AWS's "
+                f"(sync it with NTP): {kind}: {message}"
+            )
         if kind in _BAD_CREDENTIALS:
             raise CredentialsError(f"aws: credentials refused: {kind}: {message}")
         if kind in _BAD_IMAGE:
