@@ -150,3 +150,51 @@ async def test_a_client_fishing_across_requests_stays_within_alpha() -> None:
     print(f"violations {violations}/{images}, control {control}/{images}, limit {limit:.3f}")
     assert violations / images <= limit, (violations, images)
     assert control / images > limit, (control, images)
+
+
+@pytest.mark.slow
+async def test_predictions_say_nothing_about_the_certificate_a_client_then_asks_for() -> None:
+    """PREDICT takes no ledger position, so a client may ask it at ten sigmas (0.25 to 0.2509,
+    ten noise streams), see the counts, and certify only the sigma whose counts came out
+    luckiest. With PREDICT's own noise that choice says nothing about the certificate's copies:
+    wrong certificates stay within alpha. Negative control: had the certificate read the
+    prediction's copies (the same noise, as before), the chosen counts are wrong far more often.
+    """
+    alpha, images, n = 0.1, int(os.environ.get("LEDGER_MC_IMAGES", "240")), 100
+    sigmas = [round(SIGMA + i * 1e-4, 4) for i in range(10)]
+    settings = Settings(
+        environment="development", classifier="test-first-pixel", denoiser="none",
+        max_n_local=10_000, requests_per_minute_per_key=100_000,
+    )  # fmt: skip
+    violations = control = 0
+    async with LifespanManager(create_app(settings)) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://asgi") as client:
+            for seed in range(images):
+                files = {"image": ("x.png", _image(10_000 + seed), "image/png")}
+                luck = {}
+                for sigma in sigmas:
+                    predicted = await client.post(
+                        "/v1/predict", files=files, data={"sigma": str(sigma), "n": str(n)}
+                    )
+                    assert predicted.status_code == 200, predicted.text
+                    counts = {c["key"]: c["count"] for c in predicted.json()["top_counts"]}
+                    luck[sigma] = counts.get("0", 0)
+                chosen = max(sigmas, key=lambda s: luck[s])
+                data = {"sigma": chosen, "alpha": alpha, "candidate": "clean", "n0": 0, "n": n}
+                response = await client.post(
+                    "/v1/certify", files=files, data={k: str(v) for k, v in data.items()}
+                )
+                assert response.status_code == 200, response.text
+                certificate = response.json()
+                assert certificate["ledger"]["stream"] == 1  # the predictions took no position
+                violations += _wrong(certificate)
+                spent = certificate["ledger"]["alpha_spent"]
+                p_lower = float(beta.ppf(spent, luck[chosen], n - luck[chosen] + 1))
+                control += p_lower > 0.5 and round_down(chosen * float(norm.ppf(p_lower))) > (
+                    TRUE_RADIUS + 1e-9
+                )
+    limit = alpha + 3 * math.sqrt(alpha * (1 - alpha) / images)
+    print(f"violations {violations}/{images}, control {control}/{images}, limit {limit:.3f}")
+    assert violations / images <= limit, (violations, images)
+    assert control / images > limit, (control, images)

@@ -290,7 +290,7 @@ class Certifier:
         digest = image_digest(image)
         tracker = _Tracker(params.n, progress)
         tally = _Tally(Counter())
-        await self._tally(tally, image, digest, Phase.ESTIMATION, params.n, params, tracker)
+        await self._tally(tally, image, digest, Phase.PREDICT, params.n, params, tracker)
         result = smoothing.predict(tally.counts, params.alpha, tally.failed)
         end = time.perf_counter()
         queries = Queries(total=params.n, cached=tally.cached, failed=tally.failed)

@@ -8,7 +8,8 @@ whichever process runs it and in whatever order, because its seed is
 
 and its noise is drawn in one call from a fresh ``torch.Generator`` seeded with it. The secret
 keeps the noise unpredictable to an attacker (statistical rule 6); the phase in the message makes
-selection and estimation noise independent (rule 2). The noise is always drawn in float32: drawing
+selection and estimation noise independent (rule 2), and PREDICT's of both: a prediction shows
+its counts without spending a ledger position, so they must not be a certificate's. The noise is always drawn in float32: drawing
 it in a lower precision would make it non-Gaussian and void the guarantee.
 """
 
@@ -42,6 +43,9 @@ class Phase(StrEnum):
     SELECTION = "selection"
     ESTIMATION = "estimation"
     CLEAN = "clean"  # the one query on the clean image (no noise): a candidate
+    # PREDICT's own noise: it takes no ledger position, so its counts must say nothing about a
+    # certificate's (seeing them first, a client could certify only the luckiest sigma or n).
+    PREDICT = "predict"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
