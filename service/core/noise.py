@@ -9,8 +9,9 @@ whichever process runs it and in whatever order, because its seed is
 and its noise is drawn in one call from a fresh ``torch.Generator`` seeded with it. The secret
 keeps the noise unpredictable to an attacker (statistical rule 6); the phase in the message makes
 selection and estimation noise independent (rule 2), and PREDICT's of both: a prediction shows
-its counts without spending a ledger position, so they must not be a certificate's. The noise is always drawn in float32: drawing
-it in a lower precision would make it non-Gaussian and void the guarantee.
+its counts without spending a ledger position, so they must not be a certificate's. The noise is
+always drawn in float32: drawing it in a lower precision would make it non-Gaussian and void the
+guarantee.
 """
 
 from __future__ import annotations
