@@ -102,6 +102,20 @@ async def test_a_label_map_form_field_nested_10000_deep_is_a_422(c: httpx.AsyncC
         _short_problem(response, 422)
 
 
+async def test_a_label_map_is_at_most_1000_entries_of_short_keys(c: httpx.AsyncClient) -> None:
+    """It is part of every certificate: a client may not grow it (or the ledger) without end."""
+    image = {"image": _png(), "n": 10, "n0": 10}
+    for label_map in ({str(i): "a" for i in range(1001)}, {"k" * 201: "a"}, {"": "a"}):
+        response = await c.post("/v1/certify", json={**image, "label_map": label_map})
+        _short_problem(response, 422)
+        assert "label_map" in response.text
+    # Control: 1,000 entries of 200 characters pass validation, to be refused only because a
+    # local model's classes take no map (never silently certified without it).
+    accepted = {f"{i:0200d}": "a" for i in range(1000)}
+    response = await c.post("/v1/certify", json={**image, "label_map": accepted})
+    assert response.status_code == 422 and "vendors' classifiers only" in response.text
+
+
 async def test_nan_and_infinity_are_not_json(c: httpx.AsyncClient) -> None:
     for literal in ("NaN", "Infinity", "-Infinity"):
         body = f'{{"image": "{_png()}", "alpha": {literal}}}'

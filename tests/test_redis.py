@@ -250,6 +250,28 @@ async def test_stream_workers_give_the_in_process_certificate(
 @pytest.mark.redis
 @pytest.mark.subprocess
 @pytest.mark.slow
+async def test_a_worker_refuses_chunks_certified_for_other_models(
+    redis_url: str, models: dict[str, str]
+) -> None:
+    """The certificate names the gateway's models and precision: a worker that runs others (here
+    fp32 for a bf16 gateway; a checkpoint of another version in a rollout) refuses the chunk,
+    and the client gets a clear error, never a certificate naming what did not run."""
+    with workers({**models, "DSMOOTH_PRECISION": "fp32"}, redis_url):
+        async with _client(_settings(models, redis_url=redis_url, execution="stream",
+                                     precision="bf16")) as client:  # fmt: skip
+            refused = await client.post("/v1/certify", **_form(_png(3), n0=10, n=100))
+        same = _settings(models, redis_url=redis_url, execution="stream", precision="fp32")
+        certificate = await _certify(same, _png(3), n0=10, n=100)  # control
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["type"].endswith("/workers-run-other-models")
+    detail = refused.json()["detail"]
+    assert "bf16" in detail and "fp32" in detail and "DSMOOTH_PRECISION" in detail
+    assert certificate["precision"] == "fp32" and certificate["device"] == "stream workers"
+
+
+@pytest.mark.redis
+@pytest.mark.subprocess
+@pytest.mark.slow
 async def test_remote_copies_come_from_stream_workers(
     redis_url: str, models: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

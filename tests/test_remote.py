@@ -351,6 +351,48 @@ async def test_an_image_whose_copies_the_vendor_may_refuse_as_too_large_is_refus
     assert fits.json()["queries"]["failed"] == 0 and fake.images == 5
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
+async def test_a_label_map_is_a_stream_of_the_unmapped_ledger_and_named_in_the_certificate() -> (
+    None
+):
+    """A map only merges a classifier's answers: every map shares the classifier's ledger, each
+    a stream of its own, so a map that changes nothing ({"0": "0"}) is no fresh ledger to fish
+    in; and the signed certificate names the map, which no one can then change or drop."""
+    import json
+
+    from denoisers.registry import load_denoiser
+    from service.adapters.fanout import FanOut, FanOutPolicy
+    from service.adapters.kserve import KServeAdapter, KServeSettings
+    from service.core.certifier import Certifier
+    from service.core.ledger import InMemoryLedger
+    from service.core.results import CertifyParams
+    from service.core.signing import Signer, new_private_key_pem, verify_certificate
+    from service.execution.local import LocalDenoiser
+    from service.execution.remote import RemoteSampler
+    from service.imaging import decode_image
+
+    image = decode_image(sample_photo())[:, :40, :40].contiguous()
+    ledger, signer = InMemoryLedger(), Signer.from_pem(new_private_key_pem())
+    with live_server(fake_kserve.build(FakeState(keys=set()))) as url:
+        settings = KServeSettings(url=url, model="colours", labels=fake_kserve.LABELS)
+        async with httpx.AsyncClient() as client:
+            fanout = FanOut(KServeAdapter(client, settings), FanOutPolicy())
+            denoiser = LocalDenoiser(load_denoiser("none"), device="cpu")
+            certificates = []
+            for label_map in (None, {"0": "0"}, {"0": "0"}, {"1": "0"}):
+                sampler = RemoteSampler("kserve", denoiser, fanout, label_map)
+                certifier = Certifier(sampler, b"test-secret", ledger=ledger)
+                result = await certifier.certify(image, CertifyParams(sigma=0.25, n0=8, n=24))
+                certificates.append(json.loads(signer.signed(result).model_dump_json()))
+    assert [c["ledger"]["stream"] for c in certificates] == [1, 2, 2, 3]
+    assert [c["label_map"] for c in certificates] == [None, {"0": "0"}, {"0": "0"}, {"1": "0"}]
+    mapped = certificates[3]
+    assert verify_certificate(mapped, signer.jwks()) == []
+    for forged in ({**mapped, "label_map": {"2": "0"}}, {**mapped, "label_map": None}):
+        assert any("signature" in p for p in verify_certificate(forged, signer.jwks()))
+
+
 BASE_KSERVE = {"model": "colours", "version": "", "label_map": None, "denoiser": "none"}
 
 

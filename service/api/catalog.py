@@ -242,7 +242,8 @@ class Catalog:
         local = self.pool.local_denoiser(denoiser)
         copies = None
         if self.stream is not None:
-            copies = StreamCopies(self.stream, denoiser, self.settings.stream_noise_rng)
+            rng = self.settings.stream_noise_rng
+            copies = StreamCopies(self.stream, denoiser, rng, local.models)
         return RemoteSampler(classifier, local, fanout, label_map, copies)
 
     def _adapter(self, name: str) -> Adapter:

@@ -348,6 +348,10 @@ _TYPES = (
     ProblemType("no-workers", 503, "No stream workers",
         "No `dsmooth worker` is consuming the sampling stream.",
         "Retry after Retry-After; the operator must start workers."),
+    ProblemType("workers-run-other-models", 503, "Workers run other models",
+        "A stream worker runs another checkpoint version or precision than the gateway's "
+        "certificate would name (a rollout in progress, or DSMOOTH_PRECISION set differently).",
+        "Retry after Retry-After; the operator must give gateways and workers the same models."),
     ProblemType("server-busy", 503, "Server busy",
         "As many requests are sampling and waiting as this server queues.",
         "Retry after the seconds in Retry-After."),

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, StringConstraints, field_validator
 
 from service.api.auth import UsageCounts
 from service.core.query_estimate import QueryEstimate
@@ -42,6 +42,9 @@ DENOISER_HELP = (
 )
 
 
+LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
 class _ModelChoice(StrictModel):
     classifier: str | None = Field(None, description="catalog name (GET /v1/classifiers)")
     denoiser: str | None = Field(None, description=DENOISER_HELP)
@@ -51,10 +54,12 @@ class _ModelChoice(StrictModel):
     max_cost: float | None = Field(
         None, ge=0, description="most USD this request may spend on classifier queries"
     )
-    label_map: dict[str, str] | None = Field(
+    label_map: dict[LabelKey, LabelKey] | None = Field(
         None,
+        max_length=1000,
         description="vendor label key -> class key (synonyms into one class), fixed before "
-        "sampling; a JSON object (a JSON string in multipart forms)",
+        "sampling; a JSON object (a JSON string in multipart forms) of at most 1,000 entries. "
+        "It is part of the classifier certified, and the certificate names it",
     )
 
     @field_validator("label_map", mode="before")

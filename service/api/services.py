@@ -54,7 +54,7 @@ from service.core.results import Certificate, CertifyParams, Prediction, Predict
 from service.core.signing import Signer
 from service.core.votes import InMemoryVoteStore, VoteStore
 from service.distributed.client import StreamClient, workers_alive
-from service.distributed.protocol import DeadLettered, NoWorkers, StreamError
+from service.distributed.protocol import DeadLettered, ModelsDiffer, NoWorkers, StreamError
 from service.distributed.redis_jobs import RedisJobRecords
 from service.distributed.redis_ledger import RedisLedger
 from service.distributed.redis_quotas import RedisQuotas
@@ -203,6 +203,12 @@ class Services:
         planned queries). Nothing is decoded, booked or sampled."""
         denoiser = self.catalog.denoiser_for(options.denoiser, options.sigma, options.classifier)
         sampler = self.catalog.sampler(options.classifier, denoiser, options.label_map)
+        if options.label_map and not sampler.label_map:  # never silently certify without it
+            raise _invalid(
+                "label_map",
+                "applies to the vendors' classifiers only (GET /v1/classifiers: "
+                "kind remote); a local model's classes are its own",
+            )
         try:
             params = options.params(paid=sampler.price_per_query > 0)
         except ValidationError as exc:  # checked again once defaults are resolved
@@ -454,6 +460,15 @@ class Services:
                 title="No stream workers",
                 detail=f"{exc}; nothing was certified",
                 headers={"Retry-After": "10"},
+            ) from exc
+        except ModelsDiffer as exc:
+            log.error("stream workers run other models: %s", exc)
+            raise ProblemError(  # never a certificate that names models which did not run
+                status=503,
+                slug="workers-run-other-models",
+                title="Workers run other models",
+                detail=f"{exc}; nothing was certified",
+                headers={"Retry-After": "30"},
             ) from exc
         except DeadLettered as exc:
             log.error("chunk dead-lettered: %s", exc)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypedDict
 
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from service.core import smoothing
-from service.core.ledger import Ledger, ledger_key, stream_id
+from service.core.ledger import Ledger, label_map_digest, ledger_key, stream_id
 from service.core.noise import (
     DEFAULT_CHUNK_SIZE,
     Chunk,
@@ -79,6 +79,11 @@ class Sampler(Protocol):
     @property
     def noise_params(self) -> dict[str, object]: ...
 
+    @property
+    def label_map(self) -> Mapping[str, str]:
+        """Vendor label key -> class key, applied to every answer before counting (empty: none)."""
+        ...
+
     def label_name(self, key: str) -> str: ...
 
     async def count(self, image: torch.Tensor, chunk: Chunk) -> ChunkCounts:
@@ -130,6 +135,7 @@ class _CommonFields(TypedDict):
     device: str
     precision: str
     image_digest: str
+    label_map: dict[str, str] | None
     warnings: list[str]
 
 
@@ -168,7 +174,10 @@ class Certifier:
         requested, entry = params, None
         if self.ledger is not None:
             key = ledger_key(digest, self.sampler.noise_params)
-            entry = await self.ledger.admit(key, stream_id(_stream_parts(params, image)))
+            stream = _stream_parts(params, image)
+            if self.sampler.label_map:  # another classifier's stream on the unmapped ledger
+                stream["label_map"] = label_map_digest(self.sampler.label_map)
+            entry = await self.ledger.admit(key, stream_id(stream))
             params = params.model_copy(update={"alpha": params.alpha * entry.share})
         noisy_selection = params.candidate == "noisy"
         tracker = _Tracker(params.n + (params.n0 if noisy_selection else 0), progress)
@@ -396,6 +405,7 @@ class Certifier:
             "device": sampler.device_name,
             "precision": sampler.precision,
             "image_digest": digest,
+            "label_map": dict(sampler.label_map) or None,
             "warnings": list(self.warnings),
         }
 

@@ -20,10 +20,19 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["InMemoryLedger", "Ledger", "LedgerEntry", "alpha_share", "ledger_key", "stream_id"]
+__all__ = [
+    "InMemoryLedger",
+    "Ledger",
+    "LedgerEntry",
+    "alpha_share",
+    "label_map_digest",
+    "ledger_key",
+    "stream_id",
+]
 
 
 def alpha_share(position: int) -> float:
@@ -33,8 +42,18 @@ def alpha_share(position: int) -> float:
     return 6.0 / (math.pi**2 * position**2)
 
 
+def label_map_digest(label_map: Mapping[str, str]) -> str:
+    """Names a request's label map (synonyms merged into one class) in seeds and stream ids."""
+    return hashlib.sha256(json.dumps(dict(label_map), sort_keys=True).encode()).hexdigest()[:16]
+
+
 def ledger_key(digest: str, base_classifier: dict[str, object]) -> str:
-    """The key of one (image, base classifier): the digest and what names the classifier."""
+    """The key of one (image, base classifier): the digest and what names the classifier,
+    before any label map. A map only merges the classifier's answers, so every map of one
+    classifier shares its ledger (each a stream of its own): a client cannot open a fresh ledger
+    with a map that changes nothing (``{"x": "x"}``)."""
+    if "label_map" in base_classifier:
+        base_classifier = {**base_classifier, "label_map": label_map_digest({})}
     canonical = json.dumps(base_classifier, sort_keys=True, separators=(",", ":"), default=str)
     return f"dsmooth:ledger:{{{digest}}}:{hashlib.sha256(canonical.encode()).hexdigest()[:32]}"
 

@@ -177,6 +177,11 @@ class _Result(StrictModel):
     device: str
     precision: str
     image_digest: str = Field(description="SHA-256 of the certified float32 pixels")
+    label_map: dict[str, str] | None = Field(
+        None,
+        description="the request's label_map (vendor label key -> class key), applied to every "
+        "answer before counting: part of the classifier certified; null when none",
+    )
     warnings: list[str] = Field(
         default_factory=list,
         description="why the result may mean less than it seems, though it is valid: the image "

@@ -28,7 +28,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
@@ -45,10 +46,12 @@ from service.core.votes import ChunkCounts, chunk_key
 from service.distributed.protocol import (
     DEAD_LETTER_MARK,
     HEARTBEATS,
+    MODELS_DIFFER_MARK,
     OUTAGES,
     STREAM,
     ChunkTask,
     DeadLettered,
+    ModelsDiffer,
     NoWorkers,
     StreamError,
     as_bytes,
@@ -89,20 +92,32 @@ class StreamClient:
         self.cold_start_s = cold_start_s
 
     async def count(
-        self, image: torch.Tensor, chunk: Chunk, classifier: str, denoiser: str, rng: str
+        self,
+        image: torch.Tensor,
+        chunk: Chunk,
+        classifier: str,
+        denoiser: str,
+        rng: str,
+        models: str = "",
     ) -> ChunkCounts:
         """The chunk's votes, counted by a worker and stored by it in the vote store."""
         key = chunk_key(chunk)
         task = ChunkTask(
             op="count", chunk=chunk, shape=tuple(image.shape), denoiser=denoiser,
-            classifier=classifier, rng=rng, result_key=key,
+            classifier=classifier, rng=rng, result_key=key, models=models,
             request_id=current_request_id(), trace=trace_carrier(),
         )  # fmt: skip
         await self._submit(image, task)
         return ChunkCounts.from_json(await self._wait(key, key + ":error", chunk.digest))
 
     async def copies(
-        self, image: torch.Tensor, chunk: Chunk, denoiser: str, rng: str, min_side: int
+        self,
+        image: torch.Tensor,
+        chunk: Chunk,
+        denoiser: str,
+        rng: str,
+        min_side: int,
+        models: str = "",
     ) -> list[bytes]:
         """The chunk's denoised copies as PNGs, made by a worker."""
         key = (
@@ -111,7 +126,7 @@ class StreamClient:
         )
         task = ChunkTask(
             op="copies", chunk=chunk, shape=tuple(image.shape), denoiser=denoiser, rng=rng,
-            result_key=key, min_side=min_side,
+            result_key=key, min_side=min_side, models=models,
             request_id=current_request_id(), trace=trace_carrier(),
         )  # fmt: skip
         await self._submit(image, task)
@@ -153,7 +168,10 @@ class StreamClient:
                 return as_bytes(found)
             if error is not None:
                 _raise_dead_letter(error)
-                raise StreamError(f"a worker failed the chunk: {as_bytes(error).decode()}")
+                text = as_bytes(error).decode(errors="replace")
+                if text.startswith(MODELS_DIFFER_MARK):  # this attempt's: another may not be
+                    raise ModelsDiffer(text.removeprefix(MODELS_DIFFER_MARK))
+                raise StreamError(f"a worker failed the chunk: {text}")
             if image is None:  # Redis lost its data (a restart without persistence)
                 raise StreamError("the chunk's task was lost by Redis (restarted?); retry")
             if time.monotonic() - checked >= 1.0:
@@ -210,6 +228,7 @@ class StreamSampler:
 
     price_per_query = 0.0
     stores_votes = True  # the worker puts the votes in the vote store itself
+    label_map: Mapping[str, str] = MappingProxyType({})  # local classes need no map
     model_version: str | None = None
     device_name = "stream workers"
 
@@ -227,8 +246,9 @@ class StreamSampler:
 
     async def count(self, image: torch.Tensor, chunk: Chunk) -> ChunkCounts:
         return await self.stream.count(
-            image, chunk, self.classifier_ref.name, self.denoiser_ref.name, self.rng
-        )
+            image, chunk, self.classifier_ref.name, self.denoiser_ref.name, self.rng,
+            self.worker.models,
+        )  # fmt: skip
 
     async def clean_votes(self, image: torch.Tensor) -> ChunkCounts:
         return await self.worker.clean_votes(image)
@@ -237,8 +257,10 @@ class StreamSampler:
 class StreamCopies:
     """Denoised copies for a remote classifier, made by stream workers."""
 
-    def __init__(self, stream: StreamClient, denoiser: str, rng: str) -> None:
-        self.stream, self.denoiser, self.rng = stream, denoiser, rng
+    def __init__(self, stream: StreamClient, denoiser: str, rng: str, models: str = "") -> None:
+        self.stream, self.denoiser, self.rng, self.models = stream, denoiser, rng, models
 
     async def encoded_copies(self, image: torch.Tensor, chunk: Chunk, min_side: int) -> list[bytes]:
-        return await self.stream.copies(image, chunk, self.denoiser, self.rng, min_side)
+        return await self.stream.copies(
+            image, chunk, self.denoiser, self.rng, min_side, self.models
+        )

@@ -40,10 +40,12 @@ from service.distributed.protocol import (
     DEAD_LETTERS,
     GROUP,
     HEARTBEATS,
+    MODELS_DIFFER_MARK,
     OUTAGES,
     STREAM,
     ChunkTask,
     Entry,
+    ModelsDiffer,
     StreamError,
     as_bytes,
     image_key,
@@ -256,7 +258,7 @@ class StreamConsumer:
                 )
                 await self._dead_letter(entry_id, fields, reason)
                 continue
-            key = (task.op, task.classifier, task.denoiser, task.rng, task.shape)
+            key = (task.op, task.classifier, task.denoiser, task.rng, task.shape, task.models)
             groups[key].append((entry_id, task))
         for group in groups.values():
             tasks = [task for _, task in group]
@@ -272,9 +274,10 @@ class StreamConsumer:
                 raise  # not the tasks' fault: still held, taken up again once Redis is back
             except Exception as exc:
                 log.exception("chunk tasks failed")
+                mark = MODELS_DIFFER_MARK if isinstance(exc, ModelsDiffer) else ""
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for task in tasks:
-                        pipe.set(task.result_key + ":error", str(exc), ex=ERROR_TTL_S)
+                        pipe.set(task.result_key + ":error", f"{mark}{exc}", ex=ERROR_TTL_S)
                     await pipe.execute()
             # Acknowledged only now: a worker killed before this line leaves them pending.
             ids = [entry_id for entry_id, _ in group]
@@ -310,6 +313,7 @@ class StreamConsumer:
         images = [await self._image(task) for task in tasks]
         if first.op == "count":
             sampler = self.pool.local_sampler(first.classifier, first.denoiser)
+            _same_models(first, sampler.models)
             work = [(image, t.chunk) for image, t in zip(images, tasks, strict=True)]
             counts = await sampler.on_model_thread(sampler.count_chunks, work, first.rng)
             for task, row in zip(tasks, counts, strict=True):
@@ -319,6 +323,7 @@ class StreamConsumer:
                 )
             return
         denoiser = self.pool.local_denoiser(first.denoiser)
+        _same_models(first, denoiser.models)
         for image, task in zip(images, tasks, strict=True):
             denoised = await denoiser.on_model_thread(
                 denoiser.denoised, image, task.chunk, task.rng
@@ -352,3 +357,14 @@ async def _pause(stop: asyncio.Event, seconds: float) -> None:
     """Sleep ``seconds``, or less if ``stop`` is set meanwhile."""
     with suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
+
+
+def _same_models(task: ChunkTask, mine: str) -> None:
+    """Refuse a task whose certificate would name other models than this worker runs (another
+    checkpoint version during a rollout, another precision): its votes would certify a
+    classifier the certificate does not name."""
+    if task.models and task.models != mine:
+        raise ModelsDiffer(
+            f"the gateway certifies {task.models} but a worker runs {mine}: gateways and "
+            "workers need the same checkpoints and DSMOOTH_PRECISION"
+        )

@@ -17,11 +17,13 @@ __all__ = [
     "DEAD_LETTER_MARK",
     "GROUP",
     "HEARTBEATS",
+    "MODELS_DIFFER_MARK",
     "OUTAGES",
     "STREAM",
     "ChunkTask",
     "DeadLettered",
     "Entry",
+    "ModelsDiffer",
     "NoWorkers",
     "StreamError",
     "as_bytes",
@@ -36,6 +38,7 @@ GROUP = "workers"
 HEARTBEATS = "dsmooth:workers"  # sorted set: worker name -> time of its last heartbeat
 DEAD_LETTERS = "dsmooth:chunks:dead"  # tasks no worker could finish, with the reason
 DEAD_LETTER_MARK = "dead-letter: "  # starts the ``<result key>:error`` of a dead-lettered task
+MODELS_DIFFER_MARK = "models differ: "  # ... of a task refused for the models it names
 
 # Redis unreachable (down, restarting, loading its data) or failing over (a replica, read-only
 # until promoted): wait and reconnect, never give up.
@@ -44,6 +47,11 @@ OUTAGES: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError,
 
 class StreamError(RuntimeError):
     """A task failed in a worker, or no worker answered in time."""
+
+
+class ModelsDiffer(StreamError):
+    """A worker runs other models (a checkpoint version, a precision) than the gateway's
+    certificate would name, so it refused the chunk."""
 
 
 class NoWorkers(StreamError):
@@ -67,6 +75,9 @@ class ChunkTask:
     rng: str  # noise generator family: "torch-cpu" or "torch-cuda"
     result_key: str
     min_side: int = 1  # copies: upscaled to at least this side for the vendor
+    # The models (versions, precision) the gateway's certificate names: a worker whose own
+    # differ refuses the task rather than vote for a classifier the certificate does not name.
+    models: str = ""
     request_id: str | None = None  # the X-Request-ID it serves (worker logs and spans)
     trace: dict[str, str] = field(default_factory=dict)  # W3C traceparent of the request's span
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from types import MappingProxyType
 from typing import TypeVar
 
 import numpy as np
@@ -100,6 +101,12 @@ class LocalDenoiser:
         # generators give different streams from one seed, so it is part of every seed.
         self.rng_device = torch.device(rng_device or self.device.type)
 
+    @property
+    def models(self) -> str:
+        """What makes its copies, as a certificate names it: a stream worker that runs other
+        models (or at another precision) refuses the gateway's chunks."""
+        return f"{self.denoiser.name}@{self.denoiser.version}, {self.precision}"
+
     def batch_for(self, shape: tuple[int, ...]) -> int:
         """Samples per forward pass for images of ``shape``: ``batch_size``, or fewer where a
         batch that large would not fit in memory (large images)."""
@@ -167,6 +174,7 @@ class LocalSampler(LocalDenoiser):
     price_per_query = 0.0
     model_version: str | None = None  # local models report no version at query time
     stores_votes = False
+    label_map: Mapping[str, str] = MappingProxyType({})  # local classes need no map
 
     def __init__(
         self,
@@ -197,6 +205,13 @@ class LocalSampler(LocalDenoiser):
             size=lambda work: work[1].size,
             key=lambda work: tuple(work[0].shape),
             max_size=batch_size,
+        )
+
+    @property
+    def models(self) -> str:
+        return (
+            f"{self.denoiser.name}@{self.denoiser.version} + "
+            f"{self.classifier.name}@{self.classifier.version}, {self.precision}"
         )
 
     @property

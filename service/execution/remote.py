@@ -20,6 +20,7 @@ from service.adapters.base import Answer
 from service.adapters.fanout import FanOut
 from service.adapters.prepare import encode_copies
 from service.core.certifier import ModelVersionChanged
+from service.core.ledger import label_map_digest
 from service.core.noise import Chunk
 from service.core.results import ModelRef
 from service.core.votes import ChunkCounts
@@ -64,7 +65,6 @@ class RemoteSampler:
 
     @property
     def noise_params(self) -> dict[str, object]:
-        mapping = json.dumps(self.label_map, sort_keys=True).encode()
         identity = json.dumps(self.adapter.identity, sort_keys=True, default=str).encode()
         return {
             "denoiser": f"{self.denoising.denoiser.name}@{self.denoising.denoiser.version}",
@@ -73,7 +73,7 @@ class RemoteSampler:
             "vendor": hashlib.sha256(identity).hexdigest()[:16],
             "encoding": "png",
             "min_side": self.adapter.min_side,
-            "label_map": hashlib.sha256(mapping).hexdigest()[:16],
+            "label_map": label_map_digest(self.label_map),
             "rng": self.copies.rng,
             "precision": self.precision,
         }

@@ -435,6 +435,13 @@ export interface components {
              * @description stable key of the class (index for local models)
              */
             label_key: string | null;
+            /**
+             * Label Map
+             * @description the request's label_map (vendor label key -> class key), applied to every answer before counting: part of the classifier certified; null when none
+             */
+            label_map?: {
+                [key: string]: string;
+            } | null;
             /** @description the certificate's place in the service's ledger (null: none kept) */
             ledger?: components["schemas"]["LedgerPosition"] | null;
             /**
@@ -640,7 +647,7 @@ export interface components {
             image?: string | null;
             /**
              * Label Map
-             * @description vendor label key -> class key (synonyms into one class), fixed before sampling; a JSON object (a JSON string in multipart forms)
+             * @description vendor label key -> class key (synonyms into one class), fixed before sampling; a JSON object (a JSON string in multipart forms) of at most 1,000 entries. It is part of the classifier certified, and the certificate names it
              * @default null
              */
             label_map?: {
@@ -848,7 +855,7 @@ export interface components {
             image: string;
             /**
              * Label Map
-             * @description vendor label key -> class key (synonyms into one class), fixed before sampling; a JSON object (a JSON string in multipart forms)
+             * @description vendor label key -> class key (synonyms into one class), fixed before sampling; a JSON object (a JSON string in multipart forms) of at most 1,000 entries. It is part of the classifier certified, and the certificate names it
              * @default null
              */
             label_map?: {
@@ -1330,7 +1337,7 @@ export interface components {
             image: string;
             /**
              * Label Map
-             * @description vendor label key -> class key (synonyms into one class), fixed before sampling; a JSON object (a JSON string in multipart forms)
+             * @description vendor label key -> class key (synonyms into one class), fixed before sampling; a JSON object (a JSON string in multipart forms) of at most 1,000 entries. It is part of the classifier certified, and the certificate names it
              * @default null
              */
             label_map?: {
@@ -1552,7 +1559,7 @@ export interface components {
             image: string;
             /**
              * Label Map
-             * @description vendor label key -> class key (synonyms into one class), fixed before sampling; a JSON object (a JSON string in multipart forms)
+             * @description vendor label key -> class key (synonyms into one class), fixed before sampling; a JSON object (a JSON string in multipart forms) of at most 1,000 entries. It is part of the classifier certified, and the certificate names it
              * @default null
              */
             label_map?: {
@@ -1654,6 +1661,13 @@ export interface components {
              * @description stable key of the class (index for local models)
              */
             label_key: string | null;
+            /**
+             * Label Map
+             * @description the request's label_map (vendor label key -> class key), applied to every answer before counting: part of the classifier certified; null when none
+             */
+            label_map?: {
+                [key: string]: string;
+            } | null;
             /** N */
             n: number;
             /**

@@ -4,6 +4,7 @@ from .bound import Bound
 from .bound_kind import BoundKind
 from .certificate import Certificate
 from .certificate_candidate_source import CertificateCandidateSource
+from .certificate_label_map_type_0 import CertificateLabelMapType0
 from .certificate_mode import CertificateMode
 from .certify_estimate_form import CertifyEstimateForm
 from .certify_estimate_form_candidate_type_0 import CertifyEstimateFormCandidateType0
@@ -49,6 +50,7 @@ from .predict_form import PredictForm
 from .predict_request import PredictRequest
 from .predict_request_label_map_type_0 import PredictRequestLabelMapType0
 from .prediction import Prediction
+from .prediction_label_map_type_0 import PredictionLabelMapType0
 from .preview import Preview
 from .preview_form import PreviewForm
 from .preview_request import PreviewRequest
@@ -71,6 +73,7 @@ __all__ = (
     "BoundKind",
     "Certificate",
     "CertificateCandidateSource",
+    "CertificateLabelMapType0",
     "CertificateMode",
     "CertifyEstimateForm",
     "CertifyEstimateFormCandidateType0",
@@ -114,6 +117,7 @@ __all__ = (
     "ModelRef",
     "PredictForm",
     "Prediction",
+    "PredictionLabelMapType0",
     "PredictRequest",
     "PredictRequestLabelMapType0",
     "Preview",

@@ -11,6 +11,7 @@ from ..types import UNSET, Unset
 
 if TYPE_CHECKING:
     from ..models.bound import Bound
+    from ..models.certificate_label_map_type_0 import CertificateLabelMapType0
     from ..models.label_count import LabelCount
     from ..models.ledger_position import LedgerPosition
     from ..models.model_ref import ModelRef
@@ -50,6 +51,8 @@ class Certificate:
         bound (Bound | None | Unset):
         cost (float | Unset): estimated cost of the queries, in USD Default: 0.0.
         issued_at (None | str | Unset): when the service signed it (RFC 3339, UTC)
+        label_map (CertificateLabelMapType0 | None | Unset): the request's label_map (vendor label key -> class key),
+            applied to every answer before counting: part of the classifier certified; null when none
         ledger (LedgerPosition | None | Unset): the certificate's place in the service's ledger (null: none kept)
         mode (CertificateMode | Unset):  Default: CertificateMode.FIXED.
         savings (None | Savings | Unset): sequential: against the fixed-n plan
@@ -84,6 +87,7 @@ class Certificate:
     bound: Bound | None | Unset = UNSET
     cost: float | Unset = 0.0
     issued_at: None | str | Unset = UNSET
+    label_map: CertificateLabelMapType0 | None | Unset = UNSET
     ledger: LedgerPosition | None | Unset = UNSET
     mode: CertificateMode | Unset = CertificateMode.FIXED
     savings: None | Savings | Unset = UNSET
@@ -94,6 +98,7 @@ class Certificate:
 
     def to_dict(self) -> dict[str, Any]:
         from ..models.bound import Bound  # noqa: PLC0415
+        from ..models.certificate_label_map_type_0 import CertificateLabelMapType0  # noqa: PLC0415
         from ..models.ledger_position import LedgerPosition  # noqa: PLC0415
         from ..models.savings import Savings  # noqa: PLC0415
         from ..models.signature import Signature  # noqa: PLC0415
@@ -159,6 +164,14 @@ class Certificate:
             issued_at = UNSET
         else:
             issued_at = self.issued_at
+
+        label_map: dict[str, Any] | None | Unset
+        if isinstance(self.label_map, Unset):
+            label_map = UNSET
+        elif isinstance(self.label_map, CertificateLabelMapType0):
+            label_map = self.label_map.to_dict()
+        else:
+            label_map = self.label_map
 
         ledger: dict[str, Any] | None | Unset
         if isinstance(self.ledger, Unset):
@@ -236,6 +249,8 @@ class Certificate:
             field_dict["cost"] = cost
         if issued_at is not UNSET:
             field_dict["issued_at"] = issued_at
+        if label_map is not UNSET:
+            field_dict["label_map"] = label_map
         if ledger is not UNSET:
             field_dict["ledger"] = ledger
         if mode is not UNSET:
@@ -256,6 +271,7 @@ class Certificate:
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
         from ..models.bound import Bound  # noqa: PLC0415
+        from ..models.certificate_label_map_type_0 import CertificateLabelMapType0  # noqa: PLC0415
         from ..models.label_count import LabelCount  # noqa: PLC0415
         from ..models.ledger_position import LedgerPosition  # noqa: PLC0415
         from ..models.model_ref import ModelRef  # noqa: PLC0415
@@ -352,6 +368,23 @@ class Certificate:
             return cast(None | str | Unset, data)
 
         issued_at = _parse_issued_at(d.pop("issued_at", UNSET))
+
+        def _parse_label_map(data: object) -> CertificateLabelMapType0 | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                label_map_type_0 = CertificateLabelMapType0.from_dict(data)
+
+                return label_map_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(CertificateLabelMapType0 | None | Unset, data)
+
+        label_map = _parse_label_map(d.pop("label_map", UNSET))
 
         def _parse_ledger(data: object) -> LedgerPosition | None | Unset:
             if data is None:
@@ -455,6 +488,7 @@ class Certificate:
             bound=bound,
             cost=cost,
             issued_at=issued_at,
+            label_map=label_map,
             ledger=ledger,
             mode=mode,
             savings=savings,

@@ -37,7 +37,8 @@ class CertifyEstimateRequest:
             never sent to the classifier; the sequential plan's looks depend on its size only for images too large for 1,000
             copies per chunk
         label_map (CertifyEstimateRequestLabelMapType0 | None | Unset): vendor label key -> class key (synonyms into one
-            class), fixed before sampling; a JSON object (a JSON string in multipart forms)
+            class), fixed before sampling; a JSON object (a JSON string in multipart forms) of at most 1,000 entries. It is
+            part of the classifier certified, and the certificate names it
         look_every (int | None | Unset): sequential with a target: samples between looks (the betting bound holds at
             every look, so looking often only saves queries). Default: 8 where queries are paid, 32 for local models (fewer,
             larger batches run faster); raised to n / 2,000 where n is larger (at most 2,000 looks)

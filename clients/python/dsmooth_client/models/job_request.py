@@ -35,7 +35,8 @@ class JobRequest:
             budget certifies the target falls below this; 0 never gives up early. Decides when to stop, never what is
             certified Default: 0.01.
         label_map (JobRequestLabelMapType0 | None | Unset): vendor label key -> class key (synonyms into one class),
-            fixed before sampling; a JSON object (a JSON string in multipart forms)
+            fixed before sampling; a JSON object (a JSON string in multipart forms) of at most 1,000 entries. It is part of
+            the classifier certified, and the certificate names it
         look_every (int | None | Unset): sequential with a target: samples between looks (the betting bound holds at
             every look, so looking often only saves queries). Default: 8 where queries are paid, 32 for local models (fewer,
             larger batches run faster); raised to n / 2,000 where n is larger (at most 2,000 looks)

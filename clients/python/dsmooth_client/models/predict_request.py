@@ -25,7 +25,8 @@ class PredictRequest:
         denoiser (None | str | Unset): catalog name (GET /v1/denoisers); default: the default denoiser, or its sibling
             trained for the requested sigma where one is served
         label_map (None | PredictRequestLabelMapType0 | Unset): vendor label key -> class key (synonyms into one class),
-            fixed before sampling; a JSON object (a JSON string in multipart forms)
+            fixed before sampling; a JSON object (a JSON string in multipart forms) of at most 1,000 entries. It is part of
+            the classifier certified, and the certificate names it
         max_cost (float | None | Unset): most USD this request may spend on classifier queries
         n (int | Unset): number of noisy samples Default: 10000.
         sigma (float | Unset): noise level in (0, 1] pixel units, on a grid of 1e-4 (0.2500001 is 0.25: sigma in the 7th

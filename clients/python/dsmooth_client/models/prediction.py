@@ -10,6 +10,7 @@ from ..types import UNSET, Unset
 if TYPE_CHECKING:
     from ..models.label_count import LabelCount
     from ..models.model_ref import ModelRef
+    from ..models.prediction_label_map_type_0 import PredictionLabelMapType0
     from ..models.queries import Queries
     from ..models.timings import Timings
 
@@ -38,6 +39,8 @@ class Prediction:
         timings (Timings):
         top_counts (list[LabelCount]): most frequent labels of the counted samples
         cost (float | Unset): estimated cost of the queries, in USD Default: 0.0.
+        label_map (None | PredictionLabelMapType0 | Unset): the request's label_map (vendor label key -> class key),
+            applied to every answer before counting: part of the classifier certified; null when none
         warnings (list[str] | Unset): why the result may mean less than it seems, though it is valid: the image far from
             what the classifier was made for (size, shape), a denoiser trained for another sigma; empty when none
     """
@@ -59,9 +62,12 @@ class Prediction:
     timings: Timings
     top_counts: list[LabelCount]
     cost: float | Unset = 0.0
+    label_map: None | PredictionLabelMapType0 | Unset = UNSET
     warnings: list[str] | Unset = UNSET
 
     def to_dict(self) -> dict[str, Any]:
+        from ..models.prediction_label_map_type_0 import PredictionLabelMapType0  # noqa: PLC0415
+
         abstained = self.abstained
 
         alpha = self.alpha
@@ -101,6 +107,14 @@ class Prediction:
 
         cost = self.cost
 
+        label_map: dict[str, Any] | None | Unset
+        if isinstance(self.label_map, Unset):
+            label_map = UNSET
+        elif isinstance(self.label_map, PredictionLabelMapType0):
+            label_map = self.label_map.to_dict()
+        else:
+            label_map = self.label_map
+
         warnings: list[str] | Unset = UNSET
         if not isinstance(self.warnings, Unset):
             warnings = self.warnings
@@ -129,6 +143,8 @@ class Prediction:
         )
         if cost is not UNSET:
             field_dict["cost"] = cost
+        if label_map is not UNSET:
+            field_dict["label_map"] = label_map
         if warnings is not UNSET:
             field_dict["warnings"] = warnings
 
@@ -138,6 +154,7 @@ class Prediction:
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
         from ..models.label_count import LabelCount  # noqa: PLC0415
         from ..models.model_ref import ModelRef  # noqa: PLC0415
+        from ..models.prediction_label_map_type_0 import PredictionLabelMapType0  # noqa: PLC0415
         from ..models.queries import Queries  # noqa: PLC0415
         from ..models.timings import Timings  # noqa: PLC0415
 
@@ -191,6 +208,23 @@ class Prediction:
 
         cost = d.pop("cost", UNSET)
 
+        def _parse_label_map(data: object) -> None | PredictionLabelMapType0 | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                label_map_type_0 = PredictionLabelMapType0.from_dict(data)
+
+                return label_map_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(None | PredictionLabelMapType0 | Unset, data)
+
+        label_map = _parse_label_map(d.pop("label_map", UNSET))
+
         warnings = cast(list[str], d.pop("warnings", UNSET))
 
         prediction = cls(
@@ -211,6 +245,7 @@ class Prediction:
             timings=timings,
             top_counts=top_counts,
             cost=cost,
+            label_map=label_map,
             warnings=warnings,
         )
 
