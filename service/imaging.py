@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from service.config import DEFAULT_MAX_PIXELS
 
@@ -23,6 +23,7 @@ __all__ = [
     "ACCEPTED_FORMATS",
     "ImageDecodeError",
     "decode_image",
+    "decoding_notes",
     "load_image",
 ]
 
@@ -78,6 +79,33 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Ten
         raise ImageDecodeError(f"image could not be decoded: {exc}") from exc
     array = np.asarray(rgb, dtype=np.uint8)
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def decoding_notes(data: bytes) -> list[str]:
+    """Where the certified pixels (what :func:`decode_image` makes) may differ from what a
+    viewer shows: transparency composited onto white, an EXIF rotation, an animation's first
+    frame. Reads the header only; an image that cannot be opened has none (decoding says why)."""
+    try:
+        with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as opened:
+            transparent = opened.mode in ("RGBA", "LA", "PA") or "transparency" in opened.info
+            rotated = opened.getexif().get(ExifTags.Base.Orientation, 1) not in (1, None)
+            frames = getattr(opened, "n_frames", 1)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return []
+    notes = []
+    if transparent:
+        notes.append(
+            "the image has transparency: it was certified composited onto white, which a "
+            "viewer may show on another background"
+        )
+    if rotated:
+        notes.append(
+            "the image was certified turned as its EXIF orientation says; a viewer that ignores "
+            "EXIF shows it otherwise"
+        )
+    if frames > 1:
+        notes.append(f"the image is animated ({frames} frames): only its first was certified")
+    return notes
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

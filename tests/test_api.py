@@ -135,6 +135,17 @@ async def test_predict_answers_with_a_p_value(client: httpx.AsyncClient) -> None
     assert {"p_value", "abstained", "label"} <= response.json().keys()
 
 
+async def test_a_transparent_image_is_certified_with_a_warning_that_says_so(
+    client: httpx.AsyncClient,
+) -> None:
+    pixels = np.random.default_rng(3).integers(0, 256, (32, 32, 4), dtype=np.uint8)
+    see_through = await client.post("/v1/certify", **_upload(_png(Image.fromarray(pixels)), n=20))
+    opaque = await client.post("/v1/certify", **_upload(_photo(3), n=20))  # control
+    assert see_through.status_code == opaque.status_code == 200, see_through.text
+    assert any("composited onto white" in w for w in see_through.json()["warnings"])
+    assert not any("composited" in w for w in opaque.json()["warnings"])
+
+
 async def test_certificates_and_job_results_verify_with_the_published_keys(
     client: httpx.AsyncClient,
 ) -> None:

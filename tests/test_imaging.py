@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from service.imaging import ImageDecodeError, decode_image, load_image
+from service.imaging import ImageDecodeError, decode_image, decoding_notes, load_image
 
 
 def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -89,3 +89,19 @@ def test_empty_bytes_are_refused_as_empty() -> None:
     with pytest.raises(ImageDecodeError, match="empty") as caught:
         decode_image(b"")
     assert caught.value.reason == "empty"
+
+
+def test_a_certificate_says_where_its_pixels_may_differ_from_what_a_viewer_shows() -> None:
+    rgba = _encode(Image.new("RGBA", (4, 4), (0, 0, 0, 128)), "PNG")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rotated = _encode(Image.new("RGB", (6, 2)), "JPEG", exif=exif.tobytes())
+    frames = [Image.new("RGB", (4, 4), colour) for colour in ("red", "green", "blue")]
+    animated = _encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    assert [len(decoding_notes(data)) for data in (rgba, rotated, animated)] == [1, 1, 1]
+    assert "composited onto white" in decoding_notes(rgba)[0]
+    assert "EXIF orientation" in decoding_notes(rotated)[0]
+    assert "3 frames" in decoding_notes(animated)[0]
+    # Controls: an opaque PNG, an upright JPEG and garbage (decoding refuses it) have none.
+    plain = [_encode(Image.new("RGB", (4, 4)), "PNG"), _encode(Image.new("RGB", (6, 2)), "JPEG")]
+    assert [decoding_notes(data) for data in (*plain, b"not an image")] == [[], [], []]

@@ -59,7 +59,7 @@ from service.distributed.redis_jobs import RedisJobRecords
 from service.distributed.redis_ledger import RedisLedger
 from service.distributed.redis_quotas import RedisQuotas
 from service.distributed.redis_store import RedisVoteStore, connect_redis
-from service.imaging import ImageDecodeError, decode_image
+from service.imaging import ImageDecodeError, decode_image, decoding_notes
 
 __all__ = ["Prepared", "Services", "problem_for"]
 
@@ -175,7 +175,7 @@ class Services:
         self._check_copy_size(sampler.classifier_ref.name, image)
         warnings = self.catalog.warnings(
             sampler.classifier_ref.name, denoiser, params.sigma, tuple(image.shape)
-        )
+        ) + await asyncio.to_thread(decoding_notes, image_bytes)
         ticket = self.admission.admit(principal)
         prepared = Prepared(
             principal,
