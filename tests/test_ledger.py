@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import math
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 import numpy as np
@@ -80,6 +82,19 @@ async def test_the_redis_ledger_numbers_streams_as_the_in_memory_one() -> None:
         await redis.aclose()
 
 
+@asynccontextmanager
+async def _api() -> AsyncIterator[httpx.AsyncClient]:
+    """The REST API over the classifier of known p_A, rate limits out of the way."""
+    settings = Settings(
+        environment="development", classifier="test-first-pixel", denoiser="none",
+        max_n_local=10_000, requests_per_minute_per_key=100_000,
+    )  # fmt: skip
+    async with LifespanManager(create_app(settings)) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://asgi") as client:
+            yield client
+
+
 def _image(seed: int) -> bytes:
     """A 4x4 PNG whose first pixel sets p_A; the rest (random) makes each image distinct."""
     pixels = np.random.default_rng(seed).integers(0, 256, (4, 4, 3), dtype=np.uint8)
@@ -122,30 +137,24 @@ async def test_a_client_fishing_across_requests_stays_within_alpha() -> None:
     standard errors); the same fixed-n certificates recomputed at the full alpha each (what the
     service did before) exceed it — the negative control."""
     alpha, images = 0.1, int(os.environ.get("LEDGER_MC_IMAGES", "240"))
-    settings = Settings(
-        environment="development", classifier="test-first-pixel", denoiser="none",
-        max_n_local=10_000, requests_per_minute_per_key=100_000,
-    )  # fmt: skip
     violations = control = 0
-    async with LifespanManager(create_app(settings)) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://asgi") as client:
-            for seed in range(images):
-                png = _image(seed)
-                certificates = []
-                for variant in VARIANTS:
-                    data = {"sigma": SIGMA, "alpha": alpha, **variant}
-                    response = await client.post(
-                        "/v1/certify",
-                        files={"image": ("x.png", png, "image/png")},
-                        data={k: str(v) for k, v in data.items()},
-                    )
-                    assert response.status_code == 200, response.text
-                    certificates.append(response.json())
-                violations += any(_wrong(c) for c in certificates)
-                fixed = [c for c in certificates if c["mode"] == "fixed"]
-                control += any(_wrong(c, alpha_spent=alpha) for c in fixed)
-                assert {c["ledger"]["stream"] for c in certificates} == set(range(1, 10))
+    async with _api() as client:
+        for seed in range(images):
+            png = _image(seed)
+            certificates = []
+            for variant in VARIANTS:
+                data = {"sigma": SIGMA, "alpha": alpha, **variant}
+                response = await client.post(
+                    "/v1/certify",
+                    files={"image": ("x.png", png, "image/png")},
+                    data={k: str(v) for k, v in data.items()},
+                )
+                assert response.status_code == 200, response.text
+                certificates.append(response.json())
+            violations += any(_wrong(c) for c in certificates)
+            fixed = [c for c in certificates if c["mode"] == "fixed"]
+            control += any(_wrong(c, alpha_spent=alpha) for c in fixed)
+            assert {c["ledger"]["stream"] for c in certificates} == set(range(1, 10))
     limit = alpha + 3 * math.sqrt(alpha * (1 - alpha) / images)
     print(f"violations {violations}/{images}, control {control}/{images}, limit {limit:.3f}")
     assert violations / images <= limit, (violations, images)
@@ -162,38 +171,32 @@ async def test_predictions_say_nothing_about_the_certificate_a_client_then_asks_
     """
     alpha, images, n = 0.1, int(os.environ.get("LEDGER_MC_IMAGES", "240")), 100
     sigmas = [round(SIGMA + i * 1e-4, 4) for i in range(10)]
-    settings = Settings(
-        environment="development", classifier="test-first-pixel", denoiser="none",
-        max_n_local=10_000, requests_per_minute_per_key=100_000,
-    )  # fmt: skip
     violations = control = 0
-    async with LifespanManager(create_app(settings)) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://asgi") as client:
-            for seed in range(images):
-                files = {"image": ("x.png", _image(10_000 + seed), "image/png")}
-                luck = {}
-                for sigma in sigmas:
-                    predicted = await client.post(
-                        "/v1/predict", files=files, data={"sigma": str(sigma), "n": str(n)}
-                    )
-                    assert predicted.status_code == 200, predicted.text
-                    counts = {c["key"]: c["count"] for c in predicted.json()["top_counts"]}
-                    luck[sigma] = counts.get("0", 0)
-                chosen = max(sigmas, key=lambda s: luck[s])
-                data = {"sigma": chosen, "alpha": alpha, "candidate": "clean", "n0": 0, "n": n}
-                response = await client.post(
-                    "/v1/certify", files=files, data={k: str(v) for k, v in data.items()}
+    async with _api() as client:
+        for seed in range(images):
+            files = {"image": ("x.png", _image(10_000 + seed), "image/png")}
+            luck = {}
+            for sigma in sigmas:
+                predicted = await client.post(
+                    "/v1/predict", files=files, data={"sigma": str(sigma), "n": str(n)}
                 )
-                assert response.status_code == 200, response.text
-                certificate = response.json()
-                assert certificate["ledger"]["stream"] == 1  # the predictions took no position
-                violations += _wrong(certificate)
-                spent = certificate["ledger"]["alpha_spent"]
-                p_lower = float(beta.ppf(spent, luck[chosen], n - luck[chosen] + 1))
-                control += p_lower > 0.5 and round_down(chosen * float(norm.ppf(p_lower))) > (
-                    TRUE_RADIUS + 1e-9
-                )
+                assert predicted.status_code == 200, predicted.text
+                counts = {c["key"]: c["count"] for c in predicted.json()["top_counts"]}
+                luck[sigma] = counts.get("0", 0)
+            chosen = max(sigmas, key=lambda s: luck[s])
+            data = {"sigma": chosen, "alpha": alpha, "candidate": "clean", "n0": 0, "n": n}
+            response = await client.post(
+                "/v1/certify", files=files, data={k: str(v) for k, v in data.items()}
+            )
+            assert response.status_code == 200, response.text
+            certificate = response.json()
+            assert certificate["ledger"]["stream"] == 1  # the predictions took no position
+            violations += _wrong(certificate)
+            spent = certificate["ledger"]["alpha_spent"]
+            p_lower = float(beta.ppf(spent, luck[chosen], n - luck[chosen] + 1))
+            control += p_lower > 0.5 and round_down(chosen * float(norm.ppf(p_lower))) > (
+                TRUE_RADIUS + 1e-9
+            )
     limit = alpha + 3 * math.sqrt(alpha * (1 - alpha) / images)
     print(f"violations {violations}/{images}, control {control}/{images}, limit {limit:.3f}")
     assert violations / images <= limit, (violations, images)
