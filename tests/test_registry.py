@@ -11,6 +11,7 @@ from denoisers.registry import (
     UnknownModelError,
     _family,
     architectures,
+    create_model,
     load_classifier,
     load_denoiser,
     register_architecture,
@@ -48,6 +49,14 @@ def test_untrained_dncnn_is_the_identity() -> None:
     assert torch.equal(DnCNN().eval()(x), x)
     layers = [m for m in DnCNN(depth=17).modules() if isinstance(m, torch.nn.Conv2d)]
     assert len(layers) == 17
+
+
+@pytest.mark.parametrize(("name", "width"), [("unet", 32), ("unet-wide", 64)])
+def test_untrained_unets_are_the_identity_at_their_width(name: str, width: int) -> None:
+    model = create_model(name).eval()
+    assert model.enc1[0].out_channels == width and model.bottom[0].out_channels == 4 * width
+    x = torch.rand(2, 3, 18, 14)  # not a multiple of 4: padded and cropped back
+    assert torch.equal(model(x), x)
 
 
 @pytest.mark.slow

@@ -95,7 +95,9 @@ def train_classifier_command(
 
 
 @click.command("train-denoiser")
-@click.option("--arch", default="unet", show_default=True, help="unet, dncnn or dncnn-wide")
+@click.option(
+    "--arch", default="unet", show_default=True, help="unet, unet-wide, dncnn or dncnn-wide"
+)
 @click.option("--sigma", type=click.FloatRange(min=0, min_open=True), required=True)
 @click.option(
     "--objective", type=click.Choice(["mse", "stab", "mse+stab"]), default="mse", show_default=True
